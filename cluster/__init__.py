@@ -1,0 +1,1 @@
+"""The composition root: settings, the local stack, the ``shoal`` CLI, jobs, deploy files."""

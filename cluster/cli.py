@@ -1,0 +1,138 @@
+"""The ``shoal`` command: start, stop and inspect the stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cluster.localstack import LocalStack, StackError, prepare_local_driver
+from cluster.settings import Settings
+
+app = typer.Typer(help="shoal: an actor-based distributed worker system on Ray.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _ready(settings: Settings) -> bool:
+    try:
+        return httpx.get(f"{settings.base_url}/readyz", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@app.command()
+def up(demo: Annotated[bool, typer.Option(help="add sample products")] = False) -> None:
+    """Start the local stack, return when /readyz is green, print the URL."""
+    from cluster import bootstrap
+    from cluster.demo import demo_products
+
+    settings = Settings()
+    stack = LocalStack(settings)
+    if all(stack.running().values()) and _ready(settings):
+        console.print(f"shoal is already running at {settings.base_url}; nothing changed")
+        if demo:
+            bootstrap.connect(settings, stack)
+            handles = bootstrap.ensure_inventory_shards(settings, stack)
+            bootstrap.seed_products(settings, handles, demo_products(settings.currency))
+        typer.echo(settings.base_url)
+        return
+    with console.status("starting PostgreSQL and Redis") as status:
+        stack.start_data()
+        status.update("migrating the database")
+        bootstrap.migrate_database(stack)
+        status.update("starting Ray")
+        stack.start_ray()
+        bootstrap.connect(settings, stack)
+        status.update("starting the inventory shards")
+        handles = bootstrap.ensure_inventory_shards(settings, stack)
+        bootstrap.shard_infos(handles, timeout_s=120)
+        status.update("deploying the gateway")
+        bootstrap.deploy_gateway(settings, stack)
+        status.update("waiting for /readyz")
+        bootstrap.wait_ready(settings)
+        if demo:
+            status.update("adding demo products")
+            count = bootstrap.seed_products(settings, handles, demo_products(settings.currency))
+            console.print(f"demo: {count} products")
+    console.print(f"shoal is ready at {settings.base_url}")
+    typer.echo(settings.base_url)
+
+
+@app.command()
+def down(purge: Annotated[bool, typer.Option(help="also delete the state directory")] = False) -> None:
+    """Stop everything `up` started; data stays unless --purge."""
+    settings = Settings()
+    with console.status("stopping"):
+        LocalStack(settings).stop(purge=purge)
+    console.print("shoal stopped" + (" and its state deleted" if purge else ""))
+
+
+def _collect_status(settings: Settings, stack: LocalStack) -> dict[str, Any]:
+    import ray
+    from ray import serve
+
+    from cluster import bootstrap
+    from storage.telemetry import cache_hit_ratios
+
+    running = stack.running()
+    report: dict[str, Any] = {"url": settings.base_url, "services": running, "ready": _ready(settings)}
+    if running.get("ray", True):
+        bootstrap.connect(settings, stack)
+        report["nodes"] = [
+            {"id": n["NodeID"][:12], "alive": n["Alive"], "address": n["NodeManagerAddress"],
+             "cpus": n["Resources"].get("CPU", 0)}
+            for n in ray.nodes()
+        ]
+        apps = serve.status().applications
+        report["deployments"] = {
+            f"{name}/{dname}": {"status": str(d.status.value), "replicas": d.replica_states}
+            for name, a in apps.items() for dname, d in a.deployments.items()
+        }
+        handles = [ray.get_actor(n, namespace=settings.namespace) for n in bootstrap.shard_names(settings)]
+        report["shards"] = [vars(i) if hasattr(i, "__dict__") else _info(i) for i in bootstrap.shard_infos(handles, 15)]
+    report["cache_hit_ratio"] = cache_hit_ratios(stack.paths.metrics)
+    return report
+
+
+def _info(info: Any) -> dict[str, Any]:
+    return {k: getattr(info, k) for k in info.__slots__}
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Nodes, deployments and replicas, actor shards (with process ids), cache hit ratio."""
+    settings = Settings()
+    report = _collect_status(settings, LocalStack(settings))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    out = Console()
+    out.print(f"[bold]{report['url']}[/] ready={report['ready']} services={report['services']}")
+    for title, rows in (("nodes", report.get("nodes", [])), ("shards", report.get("shards", []))):
+        if rows:
+            table = Table(title=title)
+            for col in rows[0]:
+                table.add_column(col)
+            for row in rows:
+                table.add_row(*(str(v) for v in row.values()))
+            out.print(table)
+    for name, dep in report.get("deployments", {}).items():
+        out.print(f"deployment {name}: {dep['status']} replicas={dep['replicas']}")
+    out.print(f"cache hit ratio: {report['cache_hit_ratio']}")
+
+
+def main() -> None:
+    """Entry point: turn stack errors into one clear line and exit status 1."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        prepare_local_driver(Settings())
+        app()
+    except StackError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)

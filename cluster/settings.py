@@ -1,0 +1,85 @@
+"""Settings: the only reader of the environment (``SHOAL_*`` variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.connections import PoolBudget
+from storage.errors import ConnectionBudgetError
+
+
+class Settings(BaseSettings):
+    """Every knob of a shoal deployment, with local-stack defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOAL_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".shoal"), description="state directory of the local stack")
+    database_url: str | None = Field(default=None, description="use this PostgreSQL instead")
+    redis_url: str | None = Field(default=None, description="use this Redis instead")
+    ray_address: str | None = Field(default=None, description="use this Ray cluster instead")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    ingress: Literal["haproxy", "proxy"] = "haproxy"
+    pg_port: int = Field(default=54329, ge=1, le=65535)
+    redis_port: int = Field(default=63799, ge=1, le=65535)
+    ray_port: int = Field(default=63790, ge=1, le=65535)
+    dashboard_port: int = Field(default=8265, ge=1, le=65535)
+    haproxy_stats_port: int = Field(default=8404, ge=1, le=65535)
+    haproxy_metrics_port: int = Field(default=9101, ge=1, le=65535)
+    ray_num_cpus: int | None = Field(default=None, ge=1)
+
+    namespace: str = "shoal"
+    app_name: str = "shoal"
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    gateway_min_replicas: int = Field(default=1, ge=1)
+    gateway_max_replicas: int = Field(default=2, ge=1)
+    gateway_target_ongoing_requests: float = Field(default=16, gt=0)
+    gateway_max_ongoing_requests: int = Field(default=64, ge=1)
+    gateway_max_queued_requests: int = Field(default=256, ge=1)
+    gateway_num_cpus: float = Field(default=0.1, ge=0, le=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    partitions: int = Field(default=64, ge=1)
+    inventory_shards: int = Field(default=2, ge=1)
+    actor_num_cpus: float = Field(default=0.05, ge=0, le=1)
+
+    pg_max_connections: int = Field(default=200, ge=20)
+    db_pool_size: int = Field(default=4, ge=1)
+    db_max_overflow: int = Field(default=4, ge=0)
+    db_reserved_connections: int = Field(default=20, ge=0)
+    db_statement_timeout_ms: int = Field(default=5000, ge=100)
+
+    cache_ttl_s: float = Field(default=300, gt=0)
+    cache_ttl_jitter: float = Field(default=0.1, ge=0, lt=1)
+    cache_absent_ttl_s: float = Field(default=5, gt=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> Settings:
+        if self.gateway_min_replicas > self.gateway_max_replicas:
+            raise ValueError("gateway_min_replicas must not exceed gateway_max_replicas")
+        if self.inventory_shards > self.partitions:
+            raise ValueError("inventory_shards must not exceed partitions")
+        try:
+            self.pool_budget().check(self.pg_max_connections)
+        except ConnectionBudgetError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    def pool_budget(self) -> PoolBudget:
+        """Connections every pool-holding process may take: replicas, shards, one driver."""
+        processes = self.gateway_max_replicas + self.inventory_shards + 1
+        return PoolBudget(
+            self.db_pool_size, self.db_max_overflow, processes, self.db_reserved_connections
+        )
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the gateway."""
+        return f"http://{self.http_host}:{self.http_port}"

@@ -1,0 +1,1 @@
+"""The HTTP gateway: Ray Serve deployments (FastAPI ingress) and their middleware."""

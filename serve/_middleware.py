@@ -1,0 +1,103 @@
+"""The gateway's ASGI layer: trace id binding, body limits, content types, metrics, failures.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: it runs on every request, so it must not
+buffer bodies or add a task per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import structlog
+
+from serve._tracing import resolve_request_id
+from serve.errors import BodyTooLargeError, UnsupportedMediaTypeError, problem_for
+from storage.telemetry import HTTP_LATENCY, HTTP_REQUESTS, trace_id_var
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+log = structlog.get_logger(__name__)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
+
+
+def _check_body_headers(scope: Scope, max_body: int) -> Exception | None:
+    length = _header(scope, b"content-length")
+    if length is not None and (not length.isdigit() or int(length) > max_body):
+        return BodyTooLargeError(max_body)
+    if scope["method"] in _BODY_METHODS and (length not in (None, "0")):
+        media = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+        if media != "application/json":
+            return UnsupportedMediaTypeError()
+    return None
+
+
+class GatewayMiddleware:
+    """Binds the trace id, enforces body rules, measures, and turns any failure into a problem."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = resolve_request_id(_header(scope, b"traceparent"), _header(scope, b"x-request-id"))
+        token = trace_id_var.set(rid)
+        structlog.contextvars.bind_contextvars(trace_id=rid)
+        started, status = time.perf_counter(), 0
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            refused = _check_body_headers(scope, self.max_body)
+            if refused is not None:
+                await problem_for(refused)(scope, receive, send_tracking)
+            else:
+                await self.app(scope, self._limited(receive), send_tracking)
+        except Exception as exc:
+            if status:
+                raise  # the response has begun; the server can only drop the connection
+            await problem_for(exc)(scope, receive, send_tracking)
+        finally:
+            route, method = _route_label(scope), scope["method"]
+            HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("trace_id")
+            trace_id_var.reset(token)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def receive_limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLargeError(self.max_body)
+            return message
+
+        return receive_limited

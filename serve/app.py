@@ -1,0 +1,126 @@
+"""The gateway's FastAPI application: routes are adapters that read, call a port, map errors."""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from actors.inventory.errors import UnknownProductError
+from serve._middleware import GatewayMiddleware
+from serve._tracing import RequestIdMiddleware
+from serve.errors import install_error_handlers
+from serve.schemas import (
+    Cursor,
+    IfNoneMatch,
+    Limit,
+    ProductOut,
+    ProductPage,
+    ReadinessOut,
+    SkuPath,
+    decode_cursor,
+    encode_cursor,
+)
+from storage.cache import CachedBody, RedisProductCache
+from storage.ports import UnitOfWorkFactory
+from storage.telemetry import node_metrics_text
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+_PROM_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayDeps:
+    """What the routes use, built once per replica by the deployment.
+
+    Attributes:
+        uow: makes a read transaction on PostgreSQL (the source of truth).
+        cache: cache-aside reads of products.
+        checks: named readiness checks; each raises or times out when unhealthy.
+        max_body: largest request body accepted, in bytes.
+        check_timeout_s: how long one readiness check may take.
+    """
+
+    uow: UnitOfWorkFactory
+    cache: RedisProductCache
+    checks: Mapping[str, ReadinessCheck]
+    max_body: int = 64 * 1024
+    check_timeout_s: float = 2.0
+
+
+def _cached_response(entry: CachedBody, if_none_match: str | None) -> Response:
+    headers = {"ETag": entry.etag, "Cache-Control": "no-cache"}
+    if if_none_match and entry.etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(entry.body, media_type="application/json", headers=headers)
+
+
+def create_app(deps: GatewayDeps) -> FastAPI:
+    """Build the gateway app around ``deps``."""
+    app = FastAPI(title="shoal", version="0.1.0")
+    app.add_middleware(GatewayMiddleware, max_body=deps.max_body)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    _health_routes(app, deps)
+    _product_routes(app, deps)
+    return app
+
+
+def _health_routes(app: FastAPI, deps: GatewayDeps) -> None:
+    async def run(check: ReadinessCheck) -> str:
+        try:
+            await asyncio.wait_for(check(), deps.check_timeout_s)
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return "fail"
+        return "ok"
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], response_model=ReadinessOut)
+    async def readyz() -> JSONResponse:
+        names = list(deps.checks)
+        results = await asyncio.gather(*(run(deps.checks[n]) for n in names))
+        checks = dict(zip(names, results, strict=True))
+        ready = all(r == "ok" for r in results)
+        body = {"status": "ready" if ready else "unavailable", "checks": checks}
+        headers = {} if ready else {"Retry-After": "1"}
+        return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        text = await asyncio.to_thread(node_metrics_text)
+        return Response(text, media_type=_PROM_TEXT)
+
+
+def _product_routes(app: FastAPI, deps: GatewayDeps) -> None:
+    @app.get("/products", tags=["inventory"], response_model=ProductPage)
+    async def list_products(
+        limit: Limit = 20, cursor: Cursor = None, if_none_match: IfNoneMatch = None
+    ) -> Response:
+        after = decode_cursor(cursor)
+
+        async def load() -> bytes:
+            async with deps.uow() as uow:
+                page = await uow.products.list_after(after, limit)
+            items = [ProductOut.of(r) for r in page.items]
+            next_cursor = None if page.next_after is None else encode_cursor(page.next_after)
+            return ProductPage(items=items, next_cursor=next_cursor).model_dump_json().encode()
+
+        return _cached_response(await deps.cache.listing(after, limit, load), if_none_match)
+
+    @app.get("/products/{sku}", tags=["inventory"], response_model=ProductOut)
+    async def get_product(
+        sku: SkuPath,
+        if_none_match: IfNoneMatch = None,
+    ) -> Response:
+        async def load() -> bytes | None:
+            async with deps.uow() as uow:
+                record = await uow.products.get(sku)
+            return None if record is None else ProductOut.of(record).model_dump_json().encode()
+
+        entry = await deps.cache.product(sku, load)
+        if entry is None:
+            raise UnknownProductError(sku)
+        return _cached_response(entry, if_none_match)

@@ -1,0 +1,87 @@
+"""The gateway as a Ray Serve ingress deployment.
+
+The class is pickled by Serve, so it holds only configuration until a replica constructs
+it; the engine, the Redis client and the FastAPI app are built inside the replica. Options
+(replicas, autoscaling, CPUs) are applied by the composition root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from fastapi import FastAPI
+from ray import serve
+
+from serve.app import GatewayDeps, create_app
+from storage.cache import CachePolicy, RedisProductCache
+from storage.connections import ConnectionConfig, Connections, ping_database, ping_redis
+from storage.products import SqlUnitOfWorkFactory
+from storage.telemetry import configure_logging
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything a gateway replica needs, as plain picklable values.
+
+    Attributes:
+        connections: PostgreSQL and Redis.
+        cache_policy: TTLs and waits of the product cache.
+        namespace: the Ray namespace of shoal's named actors.
+        actor_names: the named actors ``/readyz`` expects to answer.
+        max_body: largest request body accepted, in bytes.
+        log_level: structlog level.
+    """
+
+    connections: ConnectionConfig
+    cache_policy: CachePolicy
+    namespace: str
+    actor_names: tuple[str, ...]
+    max_body: int = 64 * 1024
+    log_level: str = "INFO"
+
+
+class _ActorDirectory:
+    """Named actor handles, looked up once and kept (a restarted actor keeps its handle)."""
+
+    def __init__(self, namespace: str) -> None:
+        self._namespace = namespace
+        self._handles: dict[str, Any] = {}
+
+    async def get(self, name: str) -> Any:
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = await asyncio.to_thread(ray.get_actor, name, namespace=self._namespace)
+            self._handles[name] = handle
+        return handle
+
+    async def all_answer(self, names: tuple[str, ...]) -> None:
+        handles = [await self.get(n) for n in names]
+        await asyncio.gather(*(h.info.remote() for h in handles))
+
+
+@serve.ingress()
+class GatewayIngress:
+    """One gateway replica: builds its connections, then the FastAPI app around them."""
+
+    async def __init__(self, config: GatewayConfig) -> None:
+        configure_logging(config.log_level, component="gateway")
+        self._config = config
+        self._conn = Connections(config.connections)
+        self._actors = _ActorDirectory(config.namespace)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        config = self._config
+        deps = GatewayDeps(
+            uow=SqlUnitOfWorkFactory(self._conn.engine),
+            cache=RedisProductCache(self._conn.redis, config.cache_policy),
+            checks={
+                "postgres": lambda: ping_database(self._conn),
+                "redis": lambda: ping_redis(self._conn),
+                "actors": lambda: self._actors.all_answer(config.actor_names),
+            },
+            max_body=config.max_body,
+        )
+        return create_app(deps)

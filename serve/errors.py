@@ -1,0 +1,163 @@
+"""The one table from error types to HTTP problems (RFC 9457), and the handlers using it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+from starlette.exceptions import HTTPException
+
+from actors.inventory.errors import (
+    InvalidProductError,
+    InventoryError,
+    ProductExistsError,
+    UnknownProductError,
+    WrongShardError,
+)
+from storage.errors import StorageError
+from storage.telemetry import trace_id_var
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 1
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    """How one kind of failure looks on the wire."""
+
+    status: int
+    slug: str
+    title: str
+
+
+class BodyTooLargeError(Exception):
+    """The request body is over the configured limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+class UnsupportedMediaTypeError(Exception):
+    """The request body is not ``application/json``."""
+
+
+class InvalidCursorError(Exception):
+    """A list cursor that this server did not issue."""
+
+
+_UNAVAILABLE = ProblemType(503, "unavailable", "Service temporarily unavailable")
+PROBLEMS: dict[type[BaseException], ProblemType] = {
+    InvalidProductError: ProblemType(422, "validation", "Invalid request"),
+    InvalidCursorError: ProblemType(422, "validation", "Invalid request"),
+    UnknownProductError: ProblemType(404, "not-found", "Not found"),
+    ProductExistsError: ProblemType(409, "conflict", "Already exists"),
+    WrongShardError: _UNAVAILABLE,
+    BodyTooLargeError: ProblemType(413, "too-large", "Request body too large"),
+    UnsupportedMediaTypeError: ProblemType(415, "unsupported-media-type", "Unsupported media type"),
+    RayActorError: _UNAVAILABLE,
+    ActorUnavailableError: _UNAVAILABLE,
+    GetTimeoutError: _UNAVAILABLE,
+    StorageError: ProblemType(500, "internal", "Internal error"),
+    InventoryError: ProblemType(500, "internal", "Internal error"),
+}
+_INTERNAL = ProblemType(500, "internal", "Internal error")
+_HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 400: "Bad request"}
+
+
+def problem_type_for(exc: BaseException) -> ProblemType:
+    """The problem type of ``exc``: the nearest class in the table; retryable storage → 503."""
+    if isinstance(exc, StorageError) and exc.retryable:
+        return _UNAVAILABLE
+    for cls in type(exc).__mro__:
+        if cls in PROBLEMS:
+            return PROBLEMS[cls]
+    return _INTERNAL
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An ``application/problem+json`` response carrying the request's trace id."""
+    body: dict[str, Any] = {
+        "type": f"urn:shoal:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "trace_id": trace_id_var.get(),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    headers = dict(headers or {})
+    if status == 503:
+        headers.setdefault("Retry-After", str(RETRY_AFTER_S))
+    return Response(json.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _detail(exc: BaseException, problem: ProblemType) -> str:
+    if problem.status >= 500:
+        return "The request could not be completed; retry later." if problem.status == 503 else (
+            "An unexpected error occurred."
+        )
+    if isinstance(exc, UnknownProductError):
+        return f"No product with SKU {exc.sku!r}."
+    if isinstance(exc, BodyTooLargeError):
+        return f"The body is larger than {exc.limit} bytes."
+    if isinstance(exc, UnsupportedMediaTypeError):
+        return "Send the body as application/json."
+    return str(exc) or problem.title
+
+
+def problem_for(exc: BaseException) -> Response:
+    """The problem response for ``exc``, as the table says; 5xx details are never shown."""
+    problem = problem_type_for(exc)
+    if problem.status >= 500:
+        log.error("request_failed", error=type(exc).__name__, exc_info=exc)
+    errors = None
+    if isinstance(exc, InvalidProductError):
+        errors = [{"field": exc.field, "message": exc.message}]
+    elif isinstance(exc, InvalidCursorError):
+        errors = [{"field": "cursor", "message": "not a cursor this server issued"}]
+    return problem_response(problem.status, problem.slug, problem.title, _detail(exc, problem), errors)
+
+
+async def _domain_error(_: Request, exc: Exception) -> Response:
+    return problem_for(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+         "message": str(err.get("msg", "invalid"))}
+        for err in exc.errors()
+    ]
+    return problem_response(422, "validation", "Invalid request", "The request is not valid.", errors)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    title = _HTTP_TITLES.get(exc.status_code, "Error")
+    detail = "No such resource." if exc.status_code == 404 else title + "."
+    return problem_response(exc.status_code, title.lower().replace(" ", "-"), title, detail,
+                            headers=dict(exc.headers or {}))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every failure through the table above; nothing internal leaks."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    for exc_type in PROBLEMS:
+        app.add_exception_handler(exc_type, _domain_error)  # type: ignore[arg-type]

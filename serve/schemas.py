@@ -1,0 +1,81 @@
+"""Request and response models of the HTTP API (pydantic lives only at the edges)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Header, Path, Query
+from pydantic import BaseModel, ConfigDict
+
+from actors.inventory.model import SKU_PATTERN
+from serve.errors import InvalidCursorError
+from storage.records import ProductRecord
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+SkuPath = Annotated[str, Path(pattern=f"^{SKU_PATTERN.pattern}$", description="the product's SKU")]
+IfNoneMatch = Annotated[str | None, Header()]
+
+
+class ProductOut(BaseModel):
+    """A product as clients see it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str
+    name: str
+    price: int
+    currency: str
+    available: int
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: ProductRecord) -> ProductOut:
+        """The public view of a product row."""
+        return cls(
+            sku=record.sku,
+            name=record.name,
+            price=record.price,
+            currency=record.currency,
+            available=record.available,
+            updated_at=record.updated_at,
+        )
+
+
+class ProductPage(BaseModel):
+    """One page of products."""
+
+    items: list[ProductOut]
+    next_cursor: str | None
+
+
+class ReadinessOut(BaseModel):
+    """Each dependency's state: ``ok`` or ``fail``."""
+
+    status: str
+    checks: dict[str, str]
+
+
+def encode_cursor(after: str) -> str:
+    """An opaque cursor for continuing after ``after``."""
+    return base64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    """The key a cursor continues after.
+
+    Raises:
+        InvalidCursorError: the cursor was not issued by :func:`encode_cursor`.
+    """
+    if cursor is None:
+        return None
+    try:
+        after = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursorError() from None
+    if not SKU_PATTERN.fullmatch(after):
+        raise InvalidCursorError()
+    return after

@@ -1,0 +1,131 @@
+"""PostgreSQL adapters: the product repository and the unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from storage._tables import products
+from storage._translate import translated
+from storage.records import Page, ProductRecord
+
+_COLUMNS = (
+    products.c.sku,
+    products.c.name,
+    products.c.price,
+    products.c.currency,
+    products.c.available,
+    products.c.reserved,
+    products.c.partition,
+    products.c.version,
+    products.c.updated_at,
+)
+
+
+def _record(row: Any) -> ProductRecord:
+    return ProductRecord(*row)
+
+
+class SqlProductRepository:
+    """Products in PostgreSQL, read and written on the unit of work's connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def get(self, sku: str) -> ProductRecord | None:
+        """Return the product, or ``None`` when no such SKU exists."""
+        async with translated():
+            row = (await self._conn.execute(select(*_COLUMNS).where(products.c.sku == sku))).first()
+        return None if row is None else _record(row)
+
+    async def list_after(self, after: str | None, limit: int) -> Page[ProductRecord]:
+        """Return up to ``limit`` products ordered by SKU, starting after ``after``."""
+        query = select(*_COLUMNS).order_by(products.c.sku).limit(limit + 1)
+        if after is not None:
+            query = query.where(products.c.sku > after)
+        async with translated():
+            rows = (await self._conn.execute(query)).all()
+        items = tuple(_record(r) for r in rows[:limit])
+        return Page(items, items[-1].sku if len(rows) > limit else None)
+
+    async def in_partitions(self, partitions: Sequence[int]) -> list[ProductRecord]:
+        """Return every product whose partition is one of ``partitions``."""
+        query = select(*_COLUMNS).where(products.c.partition.in_(list(partitions)))
+        async with translated():
+            rows = (await self._conn.execute(query)).all()
+        return [_record(r) for r in rows]
+
+    async def add(self, product: ProductRecord) -> ProductRecord:
+        """Insert a new product; the database sets ``updated_at``.
+
+        Raises:
+            ConflictError: the SKU exists already.
+        """
+        values = {
+            "sku": product.sku,
+            "name": product.name,
+            "price": product.price,
+            "currency": product.currency,
+            "available": product.available,
+            "reserved": product.reserved,
+            "partition": product.partition,
+            "version": product.version,
+        }
+        async with translated():
+            row = (await self._conn.execute(insert(products).values(values).returning(*_COLUMNS))).one()
+        return _record(row)
+
+
+class SqlUnitOfWork:
+    """One PostgreSQL transaction with the repositories bound to it."""
+
+    products: SqlProductRepository
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+
+    async def __aenter__(self) -> Self:
+        async with translated():
+            self._conn = await self._engine.connect()
+            await self._conn.begin()
+        self.products = SqlProductRepository(self._conn)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if conn.in_transaction():
+                await conn.rollback()
+        except Exception:  # noqa: S110 - the connection is discarded below either way
+            pass
+        finally:
+            await conn.close()
+
+    async def commit(self) -> None:
+        """Make the transaction's changes durable."""
+        assert self._conn is not None, "commit outside the unit of work"
+        async with translated():
+            await self._conn.commit()
+
+
+class SqlUnitOfWorkFactory:
+    """Makes a :class:`SqlUnitOfWork` per use case call on one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    def __call__(self) -> SqlUnitOfWork:
+        """Return a new, not yet entered unit of work."""
+        return SqlUnitOfWork(self._engine)
