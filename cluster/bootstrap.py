@@ -6,12 +6,14 @@ process runs and how much of the node it reserves is decided in one place.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import httpx
 import ray
 from ray import serve
+from ray._private import ray_constants
 from ray.serve.config import BackpressureConfig
 
 from actors.inventory.actor import InventoryShardActor, ShardInfo, shard_actor_name
@@ -68,13 +70,11 @@ def connect(settings: Settings, stack: LocalStack) -> None:
             address=stack.ray_address,
             namespace=settings.namespace,
             log_to_driver=False,
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
         )
 
 
 def _require_loopback_mode() -> None:
-    from ray._private import ray_constants
-
     if ray_constants.ENABLE_RAY_CLUSTER:
         raise StackError(
             "Ray was imported without the local stack's loopback setting; call "
@@ -93,7 +93,7 @@ def ensure_inventory_shards(settings: Settings, stack: LocalStack) -> list[Any]:
     handles = []
     for shard, name in enumerate(shard_names(settings)):
         handles.append(
-            remote_cls.options(  # type: ignore[attr-defined]
+            remote_cls.options(
                 name=name,
                 namespace=settings.namespace,
                 lifetime="detached",
@@ -132,7 +132,6 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
         log_level=settings.log_level,
     )
     gateway = serve.deployment(
-        GatewayIngress,
         name="gateway",
         max_ongoing_requests=settings.gateway_max_ongoing_requests,
         max_queued_requests=settings.gateway_max_queued_requests,
@@ -142,8 +141,11 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
             "max_replicas": settings.gateway_max_replicas,
             "target_ongoing_requests": settings.gateway_target_ongoing_requests,
         },
-        ray_actor_options={"num_cpus": settings.gateway_num_cpus, "runtime_env": runtime_env(stack)},
-    )
+        ray_actor_options={
+            "num_cpus": settings.gateway_num_cpus,
+            "runtime_env": runtime_env(stack),
+        },
+    )(GatewayIngress)
     serve.run(gateway.bind(config), name=settings.app_name, route_prefix="/", blocking=False)
 
 

@@ -15,7 +15,9 @@ from rich.table import Table
 from cluster.localstack import LocalStack, StackError, prepare_local_driver
 from cluster.settings import Settings
 
-app = typer.Typer(help="shoal: an actor-based distributed worker system on Ray.", no_args_is_help=True)
+app = typer.Typer(
+    help="shoal: an actor-based distributed worker system on Ray.", no_args_is_help=True
+)
 console = Console(stderr=True)
 
 
@@ -65,7 +67,9 @@ def up(demo: Annotated[bool, typer.Option(help="add sample products")] = False) 
 
 
 @app.command()
-def down(purge: Annotated[bool, typer.Option(help="also delete the state directory")] = False) -> None:
+def down(
+    purge: Annotated[bool, typer.Option(help="also delete the state directory")] = False,
+) -> None:
     """Stop everything `up` started; data stays unless --purge."""
     settings = Settings()
     with console.status("stopping"):
@@ -81,21 +85,35 @@ def _collect_status(settings: Settings, stack: LocalStack) -> dict[str, Any]:
     from storage.telemetry import cache_hit_ratios
 
     running = stack.running()
-    report: dict[str, Any] = {"url": settings.base_url, "services": running, "ready": _ready(settings)}
+    report: dict[str, Any] = {
+        "url": settings.base_url,
+        "services": running,
+        "ready": _ready(settings),
+    }
     if running.get("ray", True):
         bootstrap.connect(settings, stack)
         report["nodes"] = [
-            {"id": n["NodeID"][:12], "alive": n["Alive"], "address": n["NodeManagerAddress"],
-             "cpus": n["Resources"].get("CPU", 0)}
-            for n in ray.nodes()
+            {
+                "id": n["NodeID"][:12],
+                "alive": n["Alive"],
+                "address": n["NodeManagerAddress"],
+                "cpus": n["Resources"].get("CPU", 0),
+            }
+            for n in ray.nodes()  # type: ignore[no-untyped-call]
         ]
         apps = serve.status().applications
         report["deployments"] = {
             f"{name}/{dname}": {"status": str(d.status.value), "replicas": d.replica_states}
-            for name, a in apps.items() for dname, d in a.deployments.items()
+            for name, a in apps.items()
+            for dname, d in a.deployments.items()
         }
-        handles = [ray.get_actor(n, namespace=settings.namespace) for n in bootstrap.shard_names(settings)]
-        report["shards"] = [vars(i) if hasattr(i, "__dict__") else _info(i) for i in bootstrap.shard_infos(handles, 15)]
+        handles = [
+            ray.get_actor(n, namespace=settings.namespace) for n in bootstrap.shard_names(settings)
+        ]
+        report["shards"] = [
+            vars(i) if hasattr(i, "__dict__") else _info(i)
+            for i in bootstrap.shard_infos(handles, 15)
+        ]
     report["cache_hit_ratio"] = cache_hit_ratios(stack.paths.metrics)
     return report
 

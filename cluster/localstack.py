@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import psycopg
 
 from cluster.settings import Settings
-
 
 # Ray swaps 127.0.0.1 for the machine's routable address unless told this is no multi-node
 # cluster; the local stack keeps every Ray process on loopback.
@@ -88,8 +89,10 @@ class StackPaths:
         return self.home / "ray"
 
     @property
-    def haproxy(self) -> Path:  # noqa: D102
-        return self.home / "haproxy"
+    def haproxy(self) -> Path:
+        """HAProxy's runtime files; short, because its socket paths may be at most 97 bytes."""
+        digest = hashlib.blake2b(str(self.home).encode(), digest_size=4).hexdigest()
+        return Path("/tmp") / f"shoal-haproxy-{digest}"  # noqa: S108 - per-stack name
 
     @property
     def metrics(self) -> Path:  # noqa: D102
@@ -150,7 +153,11 @@ class Postgres:
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            list(args), user=self._user, capture_output=True, text=True, check=False,
+            list(args),
+            user=self._user,
+            capture_output=True,
+            text=True,
+            check=False,
             cwd=self._paths.pg,
         )
 
@@ -184,8 +191,16 @@ class Postgres:
         self._prepare_dir()
         try:
             done = self._run(
-                _find_pg_bin("initdb"), "-D", str(self._data), "-U", self.superuser,
-                "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale",
+                _find_pg_bin("initdb"),
+                "-D",
+                str(self._data),
+                "-U",
+                self.superuser,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--no-locale",
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -200,8 +215,17 @@ class Postgres:
             f"-c unix_socket_directories='' -c max_connections={self._s.pg_max_connections}"
         )
         done = self._run(
-            _find_pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self._data),
-            "-l", str(self._log), "-o", options,
+            _find_pg_bin("pg_ctl"),
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self._data),
+            "-l",
+            str(self._log),
+            "-o",
+            options,
         )
         if done.returncode != 0:
             tail = self._log.read_text()[-2000:] if self._log.exists() else done.stderr
@@ -209,8 +233,6 @@ class Postgres:
         self._create_database()
 
     def _create_database(self) -> None:
-        import psycopg
-
         dsn = (
             f"host=127.0.0.1 port={self._s.pg_port} user={self.superuser} "
             f"password={self._password} dbname=postgres"
@@ -336,12 +358,18 @@ class RayHead:
         self._paths.haproxy.mkdir(parents=True, exist_ok=True)
         ray_bin = str(Path(sys.executable).with_name("ray"))
         args = [
-            ray_bin, "start", "--head", f"--port={self._s.ray_port}",
-            "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={self._s.dashboard_port}", "--include-dashboard=true",
+            ray_bin,
+            "start",
+            "--head",
+            f"--port={self._s.ray_port}",
+            "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self._s.dashboard_port}",
+            "--include-dashboard=true",
             f"--dashboard-agent-listen-port={self._s.ray_port + 1}",
             f"--ray-client-server-port={self._s.ray_port + 2}",
-            f"--temp-dir={self._paths.ray.resolve()}", "--disable-usage-stats",
+            f"--temp-dir={self._paths.ray.resolve()}",
+            "--disable-usage-stats",
         ]
         if self._s.ray_num_cpus is not None:
             args.append(f"--num-cpus={self._s.ray_num_cpus}")
@@ -460,5 +488,6 @@ class LocalStack:
             self.redis.stop()
         if not self.settings.database_url:
             self.postgres.stop()
+        shutil.rmtree(self.paths.haproxy, ignore_errors=True)
         if purge:
             shutil.rmtree(self.paths.home, ignore_errors=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 import uuid
+from typing import Any
+
+from starlette.middleware import Middleware
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -67,7 +69,9 @@ class RequestIdMiddleware:
 
         async def send_once(message: Any) -> None:
             if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
+                kept = [
+                    (k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"
+                ]
                 message["headers"] = [*kept, pair]
             await send(message)
 
@@ -76,6 +80,4 @@ class RequestIdMiddleware:
 
 def edge_middlewares() -> list[Any]:
     """Serve's HTTP proxy callback (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH``)."""
-    from starlette.middleware import Middleware
-
     return [Middleware(RequestIdMiddleware)]

@@ -66,7 +66,7 @@ class _ActorDirectory:
 class GatewayIngress:
     """One gateway replica: builds its connections, then the FastAPI app around them."""
 
-    async def __init__(self, config: GatewayConfig) -> None:
+    async def __init__(self, config: GatewayConfig) -> None:  # type: ignore[misc]  # Serve awaits it
         configure_logging(config.log_level, component="gateway")
         self._config = config
         self._conn = Connections(config.connections)

@@ -87,6 +87,7 @@ def problem_response(
     slug: str,
     title: str,
     detail: str,
+    *,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
@@ -108,8 +109,10 @@ def problem_response(
 
 def _detail(exc: BaseException, problem: ProblemType) -> str:
     if problem.status >= 500:
-        return "The request could not be completed; retry later." if problem.status == 503 else (
-            "An unexpected error occurred."
+        return (
+            "The request could not be completed; retry later."
+            if problem.status == 503
+            else ("An unexpected error occurred.")
         )
     if isinstance(exc, UnknownProductError):
         return f"No product with SKU {exc.sku!r}."
@@ -130,7 +133,9 @@ def problem_for(exc: BaseException) -> Response:
         errors = [{"field": exc.field, "message": exc.message}]
     elif isinstance(exc, InvalidCursorError):
         errors = [{"field": "cursor", "message": "not a cursor this server issued"}]
-    return problem_response(problem.status, problem.slug, problem.title, _detail(exc, problem), errors)
+    return problem_response(
+        problem.status, problem.slug, problem.title, _detail(exc, problem), errors=errors
+    )
 
 
 async def _domain_error(_: Request, exc: Exception) -> Response:
@@ -140,19 +145,28 @@ async def _domain_error(_: Request, exc: Exception) -> Response:
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
-         "message": str(err.get("msg", "invalid"))}
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body",
+            "message": str(err.get("msg", "invalid")),
+        }
         for err in exc.errors()
     ]
-    return problem_response(422, "validation", "Invalid request", "The request is not valid.", errors)
+    return problem_response(
+        422, "validation", "Invalid request", "The request is not valid.", errors=errors
+    )
 
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     title = _HTTP_TITLES.get(exc.status_code, "Error")
     detail = "No such resource." if exc.status_code == 404 else title + "."
-    return problem_response(exc.status_code, title.lower().replace(" ", "-"), title, detail,
-                            headers=dict(exc.headers or {}))
+    return problem_response(
+        exc.status_code,
+        title.lower().replace(" ", "-"),
+        title,
+        detail,
+        headers=dict(exc.headers or {}),
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -28,12 +28,8 @@ products = Table(
     Column("reserved", BigInteger, nullable=False, server_default="0"),
     Column("partition", Integer, nullable=False),
     Column("version", BigInteger, nullable=False, server_default="1"),
-    Column(
-        "created_at", DateTime(timezone=True), nullable=False, server_default=func.now()
-    ),
-    Column(
-        "updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()
-    ),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("price > 0", name="ck_products_price_positive"),
     CheckConstraint("available >= 0", name="ck_products_available_nonnegative"),
     CheckConstraint("reserved >= 0", name="ck_products_reserved_nonnegative"),

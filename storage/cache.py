@@ -111,7 +111,7 @@ class RedisProductCache:
     async def listing(self, after: str | None, limit: int, load: Loader) -> CachedBody:
         """Return one page of the product listing, cached per listing generation."""
         try:
-            generation = (await self._redis.get(_LIST_GENERATION) or b"0").decode()
+            generation = _text(await self._redis.get(_LIST_GENERATION)) or "0"
         except RedisError:
             generation = "uncached"
         key = f"shoal:products:list:{generation}:{limit}:{after or ''}"
@@ -134,7 +134,7 @@ class RedisProductCache:
     async def _get(self, key: str, load: Loader, cacheable: bool = True) -> CachedBody | None:
         if cacheable:
             try:
-                raw = await self._redis.get(key)
+                raw = _raw(await self._redis.get(key))
             except RedisError as exc:
                 log.warning("cache_unavailable", error=type(exc).__name__)
                 CACHE_REQUESTS.labels(self.name, "error").inc()
@@ -183,10 +183,18 @@ class RedisProductCache:
         deadline = asyncio.get_running_loop().time() + self._policy.wait_ms / 1000
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.005)
-            raw: bytes | None = await self._redis.get(key)
+            raw = _raw(await self._redis.get(key))
             if raw is not None:
                 return raw
         return None
+
+
+def _raw(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def _materialize(load: Loader) -> CachedBody | None:

@@ -12,8 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from storage._translate import translated
 from storage.errors import ConnectionBudgetError
 
 
@@ -114,7 +119,9 @@ class Connections:
                 socket_timeout=self.config.connect_timeout_s,
                 socket_connect_timeout=self.config.connect_timeout_s,
                 health_check_interval=30,
-                retry_on_timeout=False,
+                # A connection dropped by a Redis restart is re-opened once, quickly.
+                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=2),
+                retry_on_error=[RedisConnectionError],
             )
         return self._redis
 
@@ -130,17 +137,11 @@ class Connections:
 
 async def ping_database(conn: Connections) -> None:
     """Run ``SELECT 1``; raises a storage error when PostgreSQL cannot answer."""
-    from sqlalchemy import text
-
-    from storage._translate import translated
-
     async with translated(), conn.engine.connect() as c:
         await c.execute(text("SELECT 1"))
 
 
 async def ping_redis(conn: Connections) -> None:
     """``PING`` Redis; raises a storage error when it cannot answer."""
-    from storage._translate import translated
-
     async with translated():
         await conn.redis.ping()

@@ -36,7 +36,10 @@ class ProductRepository(Protocol):
 class UnitOfWork(Protocol):
     """One transaction: changes made through its repositories commit together or not at all."""
 
-    products: ProductRepository
+    @property
+    def products(self) -> ProductRepository:
+        """The products of this transaction."""
+        ...
 
     async def __aenter__(self) -> Self:
         """Begin the transaction."""

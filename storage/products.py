@@ -76,7 +76,9 @@ class SqlProductRepository:
             "version": product.version,
         }
         async with translated():
-            row = (await self._conn.execute(insert(products).values(values).returning(*_COLUMNS))).one()
+            row = (
+                await self._conn.execute(insert(products).values(values).returning(*_COLUMNS))
+            ).one()
         return _record(row)
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
-from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -49,7 +49,7 @@ ACTOR_LATENCY = Histogram(
 )
 
 
-def _add_trace_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event.setdefault("trace_id", trace_id_var.get())
     return event
 
@@ -86,7 +86,8 @@ def node_metrics_text() -> bytes:
     """Prometheus text merged from every process of this node, plus the cache hit ratios."""
     registry = _node_registry()
     ratio = GaugeMetricFamily(
-        "shoal_cache_hit_ratio", "Cache hits over all lookups since the node started.",
+        "shoal_cache_hit_ratio",
+        "Cache hits over all lookups since the node started.",
         labels=["cache"],
     )
     for cache, value in cache_hit_ratios_of(registry).items():

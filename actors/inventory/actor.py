@@ -98,7 +98,7 @@ class InventoryShardActor:
         return await self._measured("info", call)
 
     async def create_product(self, cmd: NewProduct) -> ProductRecord:
-        """Add a product (idempotent on identical data); see :meth:`InventoryService.create_product`."""
+        """Add a product; the same product again returns the first result (see the service)."""
 
         async def call() -> ProductRecord:
             return await (await self._ready()).create_product(cmd)

@@ -12,10 +12,6 @@ class InventoryError(Exception):
 
     retryable = False
 
-    def __init__(self, message: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-
 
 class InvalidProductError(InventoryError):
     """A product's fields break the catalogue rules."""

@@ -1,0 +1,1 @@
+"""``make bench``: the cached product read against bare Ray Serve, measured with wrk."""

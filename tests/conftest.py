@@ -1,0 +1,96 @@
+"""Session fixtures: one private PostgreSQL + Redis, and one Ray cluster with the app, per run.
+
+The stack is started by the project's own local-stack code on free loopback ports under a
+temporary state directory, so a developer's `make up` stack is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster.localstack import LOOPBACK_ONLY, LocalStack
+from cluster.settings import Settings
+
+# Ray reads this when imported; the test modules import it (directly or not) after this.
+os.environ.update(LOOPBACK_ONLY)
+
+
+def _free_port(span: int = 1) -> int:
+    """A port p with p..p+span-1 free on loopback."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + span > 65535:
+            continue
+        if all(_is_free(port + i) for i in range(span)):
+            return port
+    raise RuntimeError("no free port range")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    home = Path(tempfile.mkdtemp(prefix="shoal-test-"))
+    return Settings(
+        home=home,
+        http_port=_free_port(),
+        pg_port=_free_port(),
+        redis_port=_free_port(),
+        ray_port=_free_port(3),
+        dashboard_port=_free_port(),
+        haproxy_stats_port=_free_port(),
+        haproxy_metrics_port=_free_port(),
+        partitions=16,
+        inventory_shards=2,
+        gateway_min_replicas=1,
+        gateway_max_replicas=2,
+        cache_absent_ttl_s=30,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[LocalStack]:
+    """PostgreSQL and Redis, migrated; everything this run started is stopped and deleted."""
+    from cluster import bootstrap
+
+    local = LocalStack(settings)
+    try:
+        local.start_data()
+        bootstrap.migrate_database(local)
+        yield local
+    finally:
+        local.stop(purge=True)
+
+
+@pytest.fixture(scope="session")
+def cluster(settings: Settings, stack: LocalStack) -> Iterator[list[object]]:
+    """A Ray head with the inventory shards and the gateway; yields the shard handles."""
+    import ray
+
+    from cluster import bootstrap
+
+    stack.start_ray()
+    bootstrap.connect(settings, stack)
+    handles = bootstrap.ensure_inventory_shards(settings, stack)
+    bootstrap.shard_infos(handles, timeout_s=120)
+    bootstrap.deploy_gateway(settings, stack)
+    bootstrap.wait_ready(settings)
+    try:
+        yield handles
+    finally:
+        ray.shutdown()
