@@ -88,11 +88,21 @@ class ModeOutcome:
             return None
         return product.rps / bare.rps
 
+    @property
+    def round_ratios(self) -> list[float]:
+        """The ratio of each round's pair of runs: how much of the spread is noise."""
+        bare, product = self.targets.get(BARE), self.targets.get(PRODUCT)
+        if bare is None or product is None:
+            return []
+        pairs = zip(bare.rounds, product.rounds, strict=True)
+        return [p.rps / b.rps for b, p in pairs if b.rps]
+
     def to_json(self) -> dict[str, Any]:
         ratio = self.ratio
         return {
             "targets": {name: t.to_json() for name, t in self.targets.items()},
             "ratio_product_to_bare": None if ratio is None else round(ratio, 4),
+            "ratio_per_round": [round(r, 4) for r in self.round_ratios],
             "error": self.error,
         }
 

@@ -50,18 +50,6 @@ MODES = ("haproxy", "proxy")
 SKU = "bench-cached-1"
 REPLICAS = 2
 
-# Ports of Ray Serve that Settings does not set; their defaults (the fallback proxy on 8500,
-# HAProxy-mode replicas from 30000) would collide with another stack on this machine.
-# ``ray start`` inherits this process's environment, so the Serve controller reads them.
-SERVE_PORTS_ENV = {
-    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": "28500",
-    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": "29500",
-    "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "32000",
-    "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "32500",
-    "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": "42000",
-    "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": "42500",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
@@ -86,7 +74,7 @@ def parse_args(argv: list[str] | None) -> BenchOptions:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--rounds", type=int, default=2, help="measured runs per target")
+    parser.add_argument("--rounds", type=int, default=3, help="measured runs per target")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -117,6 +105,9 @@ def bench_settings(mode: str) -> Settings:
         dashboard_port=28265,
         haproxy_stats_port=28404,
         haproxy_metrics_port=29101,
+        serve_fallback_port=28500,
+        replica_port_min=32000,
+        replica_port_span=500,
         gateway_min_replicas=REPLICAS,
         gateway_max_replicas=REPLICAS,
     )
@@ -255,7 +246,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run every requested mode, print the table, write the results; 1 if a mode failed."""
     options = parse_args(argv)
     prepare_local_driver(bench_settings(options.modes[0]))  # before anything imports ray
-    os.environ.update(SERVE_PORTS_ENV)
     started = datetime.now(UTC)
     machine = machine_info()
     outcomes = [run_mode(mode, options, i) for i, mode in enumerate(options.modes)]

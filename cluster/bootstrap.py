@@ -15,6 +15,7 @@ import ray
 from ray import serve
 from ray._private import ray_constants
 from ray.serve.config import BackpressureConfig
+from ray.serve.schema import LoggingConfig
 
 from actors.inventory.actor import InventoryShardActor, ShardInfo, shard_actor_name
 from actors.inventory.model import NewProduct, Partitioning
@@ -129,6 +130,7 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
         namespace=settings.namespace,
         actor_names=shard_names(settings),
         max_body=settings.max_body_bytes,
+        max_in_flight=settings.gateway_max_in_flight,
         log_level=settings.log_level,
     )
     gateway = serve.deployment(
@@ -136,6 +138,7 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
         max_ongoing_requests=settings.gateway_max_ongoing_requests,
         max_queued_requests=settings.gateway_max_queued_requests,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
+        logging_config=LoggingConfig(encoding="JSON", log_level=settings.log_level),
         autoscaling_config={
             "min_replicas": settings.gateway_min_replicas,
             "max_replicas": settings.gateway_max_replicas,

@@ -339,6 +339,7 @@ class RayHead:
                 "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
                 "RAY_SERVE_HAPROXY_STATS_PORT": str(self._s.haproxy_stats_port),
                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(self._s.haproxy_metrics_port),
+                **self._serve_ports(),
                 "RAY_USAGE_STATS_ENABLED": "0",
                 # Our request-id middleware must run before Serve's own mints another id.
                 "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "serve._tracing.edge_middlewares",
@@ -346,6 +347,20 @@ class RayHead:
             }
         )
         return env
+
+    def _serve_ports(self) -> dict[str, str]:
+        """Serve's own listening ports, from the settings, so two stacks can share a machine."""
+        s = self._s
+        return {
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(s.serve_fallback_port),
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(s.serve_fallback_port + 1000),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(s.replica_port_min),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(s.replica_port_min + s.replica_port_span),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(s.replica_port_min + 10000),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(
+                s.replica_port_min + 10000 + s.replica_port_span
+            ),
+        }
 
     def start(self) -> None:
         """``ray start --head`` on loopback with this stack's ports and temp dir."""

@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=8265, ge=1, le=65535)
     haproxy_stats_port: int = Field(default=8404, ge=1, le=65535)
     haproxy_metrics_port: int = Field(default=9101, ge=1, le=65535)
+    serve_fallback_port: int = Field(
+        default=8500, ge=1, le=64535, description="Serve's fallback proxy (HTTP; gRPC is +1000)"
+    )
+    replica_port_min: int = Field(
+        default=30000, ge=1024, le=50000, description="first HTTP port of replicas (gRPC +10000)"
+    )
+    replica_port_span: int = Field(default=1000, ge=8, le=5000)
     ray_num_cpus: int | None = Field(default=None, ge=1)
 
     namespace: str = "shoal"
@@ -43,6 +50,7 @@ class Settings(BaseSettings):
     gateway_target_ongoing_requests: float = Field(default=16, gt=0)
     gateway_max_ongoing_requests: int = Field(default=64, ge=1)
     gateway_max_queued_requests: int = Field(default=256, ge=1)
+    gateway_max_in_flight: int = Field(default=48, ge=1)
     gateway_num_cpus: float = Field(default=0.1, ge=0, le=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
@@ -64,6 +72,8 @@ class Settings(BaseSettings):
     def _fits(self) -> Settings:
         if self.gateway_min_replicas > self.gateway_max_replicas:
             raise ValueError("gateway_min_replicas must not exceed gateway_max_replicas")
+        if self.gateway_max_in_flight > self.gateway_max_ongoing_requests:
+            raise ValueError("gateway_max_in_flight must not exceed gateway_max_ongoing_requests")
         if self.inventory_shards > self.partitions:
             raise ValueError("inventory_shards must not exceed partitions")
         try:

@@ -13,7 +13,12 @@ from typing import Any
 import structlog
 
 from serve._tracing import resolve_request_id
-from serve.errors import BodyTooLargeError, UnsupportedMediaTypeError, problem_for
+from serve.errors import (
+    BodyTooLargeError,
+    OverloadedError,
+    UnsupportedMediaTypeError,
+    problem_for,
+)
 from storage.telemetry import HTTP_LATENCY, HTTP_REQUESTS, trace_id_var
 
 Scope = MutableMapping[str, Any]
@@ -23,6 +28,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 log = structlog.get_logger(__name__)
 
 
@@ -50,11 +56,18 @@ def _check_body_headers(scope: Scope, max_body: int) -> Exception | None:
 
 
 class GatewayMiddleware:
-    """Binds the trace id, enforces body rules, measures, and turns any failure into a problem."""
+    """Binds the trace id, enforces body rules, measures, and turns any failure into a problem.
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    It also sheds load: past ``max_in_flight`` requests in this replica, new ones get an
+    immediate 503 with ``Retry-After`` instead of waiting (operations routes are exempt, so
+    probes and scrapes still answer under load).
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int, max_in_flight: int) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,8 +84,10 @@ class GatewayMiddleware:
                 status = message["status"]
             await send(message)
 
+        refused = self._refusal(scope)
+        if refused is None:
+            self.in_flight += 1
         try:
-            refused = _check_body_headers(scope, self.max_body)
             if refused is not None:
                 await problem_for(refused)(scope, receive, send_tracking)
             else:
@@ -82,11 +97,18 @@ class GatewayMiddleware:
                 raise  # the response has begun; the server can only drop the connection
             await problem_for(exc)(scope, receive, send_tracking)
         finally:
+            if refused is None:
+                self.in_flight -= 1
             route, method = _route_label(scope), scope["method"]
             HTTP_REQUESTS.labels(route, method, str(status)).inc()
             HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("trace_id")
             trace_id_var.reset(token)
+
+    def _refusal(self, scope: Scope) -> Exception | None:
+        if self.in_flight >= self.max_in_flight and scope["path"] not in _EXEMPT:
+            return OverloadedError()
+        return _check_body_headers(scope, self.max_body)
 
     def _limited(self, receive: Receive) -> Receive:
         seen = 0

@@ -39,6 +39,7 @@ class GatewayDeps:
         cache: cache-aside reads of products.
         checks: named readiness checks; each raises or times out when unhealthy.
         max_body: largest request body accepted, in bytes.
+        max_in_flight: requests this replica works on at once before it sheds new ones.
         check_timeout_s: how long one readiness check may take.
     """
 
@@ -46,6 +47,7 @@ class GatewayDeps:
     cache: RedisProductCache
     checks: Mapping[str, ReadinessCheck]
     max_body: int = 64 * 1024
+    max_in_flight: int = 48
     check_timeout_s: float = 2.0
 
 
@@ -59,7 +61,7 @@ def _cached_response(entry: CachedBody, if_none_match: str | None) -> Response:
 def create_app(deps: GatewayDeps) -> FastAPI:
     """Build the gateway app around ``deps``."""
     app = FastAPI(title="shoal", version="0.1.0")
-    app.add_middleware(GatewayMiddleware, max_body=deps.max_body)
+    app.add_middleware(GatewayMiddleware, max_body=deps.max_body, max_in_flight=deps.max_in_flight)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     _health_routes(app, deps)

@@ -32,6 +32,7 @@ class GatewayConfig:
         namespace: the Ray namespace of shoal's named actors.
         actor_names: the named actors ``/readyz`` expects to answer.
         max_body: largest request body accepted, in bytes.
+        max_in_flight: requests one replica works on at once before it sheds new ones.
         log_level: structlog level.
     """
 
@@ -40,6 +41,7 @@ class GatewayConfig:
     namespace: str
     actor_names: tuple[str, ...]
     max_body: int = 64 * 1024
+    max_in_flight: int = 48
     log_level: str = "INFO"
 
 
@@ -83,5 +85,6 @@ class GatewayIngress:
                 "actors": lambda: self._actors.all_answer(config.actor_names),
             },
             max_body=config.max_body,
+            max_in_flight=config.max_in_flight,
         )
         return create_app(deps)

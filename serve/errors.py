@@ -49,6 +49,10 @@ class UnsupportedMediaTypeError(Exception):
     """The request body is not ``application/json``."""
 
 
+class OverloadedError(Exception):
+    """This replica has as many requests in flight as it may take; retry shortly."""
+
+
 class InvalidCursorError(Exception):
     """A list cursor that this server did not issue."""
 
@@ -60,6 +64,7 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     UnknownProductError: ProblemType(404, "not-found", "Not found"),
     ProductExistsError: ProblemType(409, "conflict", "Already exists"),
     WrongShardError: _UNAVAILABLE,
+    OverloadedError: ProblemType(503, "overloaded", "Server overloaded"),
     BodyTooLargeError: ProblemType(413, "too-large", "Request body too large"),
     UnsupportedMediaTypeError: ProblemType(415, "unsupported-media-type", "Unsupported media type"),
     RayActorError: _UNAVAILABLE,

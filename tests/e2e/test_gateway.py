@@ -109,3 +109,10 @@ def test_metrics_cover_requests_of_every_process(http: httpx.Client) -> None:
     assert after >= before + 5
     # Shard actors run in their own processes; their calls show in the same scrape.
     assert metric(http, "shoal_actor_calls_total", actor="inventory", method="info") > 0
+
+
+def test_replicas_and_shards_reserve_no_whole_cpu(http: httpx.Client) -> None:
+    import ray
+
+    reserved = ray.cluster_resources()["CPU"] - ray.available_resources().get("CPU", 0)
+    assert reserved < 1
