@@ -11,12 +11,11 @@ Import this module only after :func:`cluster.localstack.prepare_local_driver` (i
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from fastapi import FastAPI
 from ray import cloudpickle, serve
-from ray.serve.config import BackpressureConfig
 
+from cluster import bootstrap
 from cluster.settings import Settings
 
 APP_NAME = "bare"
@@ -38,27 +37,12 @@ class BareIngress:
         return app
 
 
-def deployment_options(settings: Settings) -> dict[str, Any]:
-    """The gateway's Serve options (see ``cluster.bootstrap.deploy_gateway``), minus its env."""
-    return {
-        "max_ongoing_requests": settings.gateway_max_ongoing_requests,
-        "max_queued_requests": settings.gateway_max_queued_requests,
-        "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=1),
-        "autoscaling_config": {
-            "min_replicas": settings.gateway_min_replicas,
-            "max_replicas": settings.gateway_max_replicas,
-            "target_ongoing_requests": settings.gateway_target_ongoing_requests,
-        },
-        "ray_actor_options": {"num_cpus": settings.gateway_num_cpus},
-    }
-
-
 def deploy_bare(settings: Settings) -> None:
     """Deploy the bare app next to the gateway (Serve must be started) and leave it serving."""
     # ``benchmarks`` is not an installed package, so replicas could not import this module:
     # ship its code with the deployment instead of a reference to it.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # type: ignore[no-untyped-call]
-    bare = serve.deployment(BareIngress, name=APP_NAME, **deployment_options(settings))
+    bare = serve.deployment(BareIngress, name=APP_NAME, **bootstrap.gateway_options(settings))
     serve.run(
         bare.bind(),  # type: ignore[attr-defined]
         name=APP_NAME,

@@ -121,6 +121,26 @@ def shard_infos(handles: list[Any], timeout_s: float = 30.0) -> list[ShardInfo]:
     return infos
 
 
+def gateway_options(settings: Settings) -> dict[str, Any]:
+    """Serve options of the gateway: replicas, limits, logging, and no whole CPU reserved."""
+    return {
+        "max_ongoing_requests": settings.gateway_max_ongoing_requests,
+        "max_queued_requests": settings.gateway_max_queued_requests,
+        "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=1),
+        "logging_config": LoggingConfig(
+            encoding="JSON",
+            log_level=settings.log_level,
+            enable_access_log=settings.gateway_access_log,
+        ),
+        "autoscaling_config": {
+            "min_replicas": settings.gateway_min_replicas,
+            "max_replicas": settings.gateway_max_replicas,
+            "target_ongoing_requests": settings.gateway_target_ongoing_requests,
+        },
+        "ray_actor_options": {"num_cpus": settings.gateway_num_cpus},
+    }
+
+
 def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
     """Deploy (or update) the gateway application and leave it serving."""
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
@@ -133,22 +153,9 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
         max_in_flight=settings.gateway_max_in_flight,
         log_level=settings.log_level,
     )
-    gateway = serve.deployment(
-        name="gateway",
-        max_ongoing_requests=settings.gateway_max_ongoing_requests,
-        max_queued_requests=settings.gateway_max_queued_requests,
-        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
-        logging_config=LoggingConfig(encoding="JSON", log_level=settings.log_level),
-        autoscaling_config={
-            "min_replicas": settings.gateway_min_replicas,
-            "max_replicas": settings.gateway_max_replicas,
-            "target_ongoing_requests": settings.gateway_target_ongoing_requests,
-        },
-        ray_actor_options={
-            "num_cpus": settings.gateway_num_cpus,
-            "runtime_env": runtime_env(stack),
-        },
-    )(GatewayIngress)
+    options = gateway_options(settings)
+    options["ray_actor_options"]["runtime_env"] = runtime_env(stack)
+    gateway = serve.deployment(name="gateway", **options)(GatewayIngress)
     serve.run(gateway.bind(config), name=settings.app_name, route_prefix="/", blocking=False)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import httpx
@@ -110,16 +111,9 @@ def _collect_status(settings: Settings, stack: LocalStack) -> dict[str, Any]:
         handles = [
             ray.get_actor(n, namespace=settings.namespace) for n in bootstrap.shard_names(settings)
         ]
-        report["shards"] = [
-            vars(i) if hasattr(i, "__dict__") else _info(i)
-            for i in bootstrap.shard_infos(handles, 15)
-        ]
+        report["shards"] = [asdict(i) for i in bootstrap.shard_infos(handles, 15)]
     report["cache_hit_ratio"] = cache_hit_ratios(stack.paths.metrics)
     return report
-
-
-def _info(info: Any) -> dict[str, Any]:
-    return {k: getattr(info, k) for k in info.__slots__}
 
 
 @app.command()

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -430,8 +431,7 @@ def _terminate(procs: list[psutil.Process], grace_s: float = 10.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-def _wait_for(predicate: object, timeout_s: float, what: str) -> None:
-    assert callable(predicate)
+def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -488,8 +488,9 @@ class LocalStack:
             self.redis.start()
 
     def start_ray(self) -> None:
-        """Start the Ray head where it is ours and not yet running (fresh metrics dir)."""
+        """Start the Ray head where it is ours and not yet running (with a fresh metrics dir)."""
         if self.settings.ray_address or self.ray.running():
+            self.paths.metrics.mkdir(parents=True, exist_ok=True)
             return
         shutil.rmtree(self.paths.metrics, ignore_errors=True)
         self.paths.metrics.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     gateway_max_queued_requests: int = Field(default=256, ge=1)
     gateway_max_in_flight: int = Field(default=48, ge=1)
     gateway_num_cpus: float = Field(default=0.1, ge=0, le=1)
+    gateway_access_log: bool = Field(
+        default=False, description="Serve's per-request log line (costs throughput)"
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     partitions: int = Field(default=64, ge=1)

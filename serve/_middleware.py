@@ -10,8 +10,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import structlog
-
 from serve._tracing import resolve_request_id
 from serve.errors import (
     BodyTooLargeError,
@@ -29,7 +27,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
-log = structlog.get_logger(__name__)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -75,7 +72,6 @@ class GatewayMiddleware:
             return
         rid = resolve_request_id(_header(scope, b"traceparent"), _header(scope, b"x-request-id"))
         token = trace_id_var.set(rid)
-        structlog.contextvars.bind_contextvars(trace_id=rid)
         started, status = time.perf_counter(), 0
 
         async def send_tracking(message: Message) -> None:
@@ -102,7 +98,6 @@ class GatewayMiddleware:
             route, method = _route_label(scope), scope["method"]
             HTTP_REQUESTS.labels(route, method, str(status)).inc()
             HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
-            structlog.contextvars.unbind_contextvars("trace_id")
             trace_id_var.reset(token)
 
     def _refusal(self, scope: Scope) -> Exception | None:

@@ -104,9 +104,9 @@ class _Fixed(CollectorRegistry):
         yield from self._families
 
 
-def cache_hit_ratios(metrics_dir: object = None) -> dict[str, float]:
+def cache_hit_ratios(metrics_dir: str | os.PathLike[str] | None = None) -> dict[str, float]:
     """Hit ratio per cache from the node's merged counters (``{}`` before any lookup)."""
-    return cache_hit_ratios_of(_node_registry(str(metrics_dir) if metrics_dir else None))
+    return cache_hit_ratios_of(_node_registry(os.fspath(metrics_dir) if metrics_dir else None))
 
 
 def cache_hit_ratios_of(registry: CollectorRegistry) -> dict[str, float]:

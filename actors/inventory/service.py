@@ -88,7 +88,7 @@ class InventoryService:
             reserved=0,
             partition=self._partitioning.partition_of(cmd.sku),
             version=1,
-            updated_at=_epoch(),
+            updated_at=datetime.now(UTC),  # the database stamps the stored row
         )
         try:
             async with self._uow() as uow:
@@ -130,7 +130,3 @@ class InventoryService:
                     await self._cache.invalidate(skus)
         except StorageError as exc:
             log.error("cache_invalidation_failed", skus=skus, error=type(exc).__name__)
-
-
-def _epoch() -> datetime:
-    return datetime.fromtimestamp(0, UTC)
