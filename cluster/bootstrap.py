@@ -143,7 +143,11 @@ def gateway_options(settings: Settings) -> dict[str, Any]:
 
 def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
     """Deploy (or update) the gateway application and leave it serving."""
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    http_options: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        http_options["ssl_certfile"] = str(settings.tls_cert.resolve())
+        http_options["ssl_keyfile"] = str(settings.tls_key.resolve())
+    serve.start(http_options=http_options)
     config = GatewayConfig(
         connections=connection_config(settings, stack),
         cache_policy=cache_policy(settings),
@@ -151,6 +155,8 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
         actor_names=shard_names(settings),
         max_body=settings.max_body_bytes,
         max_in_flight=settings.gateway_max_in_flight,
+        cors_origins=tuple(settings.cors_origins),
+        https=settings.tls_cert is not None,
         log_level=settings.log_level,
     )
     options = gateway_options(settings)
@@ -165,7 +171,9 @@ def wait_ready(settings: Settings, timeout_s: float = 180.0) -> dict[str, Any]:
     last: object = "no answer"
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(f"{settings.base_url}/readyz", timeout=5)
+            response = httpx.get(
+                f"{settings.base_url}/readyz", timeout=5, verify=settings.http_verify()
+            )
             if response.status_code == 200:
                 body: dict[str, Any] = response.json()
                 return body

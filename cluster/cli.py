@@ -6,10 +6,12 @@ import json
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -17,25 +19,60 @@ from cluster.localstack import LocalStack, StackError, prepare_local_driver
 from cluster.settings import Settings
 
 app = typer.Typer(
-    help="shoal: an actor-based distributed worker system on Ray.", no_args_is_help=True
+    help="shoal: an actor-based distributed worker system on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
 
 
+_REMEMBERED = "cli-options.json"
+PemFile = typer.Option(exists=True, dir_okay=False, readable=True, resolve_path=True)
+
+
+def _settings(**given: object) -> Settings:
+    """Settings from the environment, with what ``up`` was given on its command line.
+
+    ``up --tls-cert/--tls-key`` are remembered in the state directory, so ``status``,
+    ``down`` and the next ``up`` talk to the stack the way it was started.
+    """
+    from_env = Settings()
+    path = from_env.home / _REMEMBERED
+    remembered = json.loads(path.read_text()) if path.exists() else {}
+    chosen = {k: str(v) for k, v in given.items() if v is not None}
+    merged = {**remembered, **chosen}
+    settings = Settings(**merged) if merged else from_env
+    if chosen:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(merged))
+    return settings
+
+
 def _ready(settings: Settings) -> bool:
     try:
-        return httpx.get(f"{settings.base_url}/readyz", timeout=3).status_code == 200
+        response = httpx.get(
+            f"{settings.base_url}/readyz", timeout=3, verify=settings.http_verify()
+        )
     except httpx.HTTPError:
         return False
+    return response.status_code == 200
 
 
 @app.command()
-def up(demo: Annotated[bool, typer.Option(help="add sample products")] = False) -> None:
-    """Start the local stack, return when /readyz is green, print the URL."""
+def up(
+    demo: Annotated[bool, typer.Option(help="add sample products")] = False,
+    tls_cert: Annotated[Path | None, PemFile] = None,
+    tls_key: Annotated[Path | None, PemFile] = None,
+) -> None:
+    """Start the local stack, return when /readyz is green, print the URL.
+
+    With --tls-cert and --tls-key the API is served over HTTPS (by Serve's Python proxy).
+    """
     from cluster import bootstrap
     from cluster.demo import demo_products
 
-    settings = Settings()
+    tls = {"tls_cert": tls_cert, "tls_key": tls_key, "ingress": "proxy"} if tls_cert else {}
+    settings = _settings(**tls)
     stack = LocalStack(settings)
     if all(stack.running().values()) and _ready(settings):
         console.print(f"shoal is already running at {settings.base_url}; nothing changed")
@@ -72,7 +109,7 @@ def down(
     purge: Annotated[bool, typer.Option(help="also delete the state directory")] = False,
 ) -> None:
     """Stop everything `up` started; data stays unless --purge."""
-    settings = Settings()
+    settings = _settings()
     with console.status("stopping"):
         LocalStack(settings).stop(purge=purge)
     console.print("shoal stopped" + (" and its state deleted" if purge else ""))
@@ -119,7 +156,7 @@ def _collect_status(settings: Settings, stack: LocalStack) -> dict[str, Any]:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Nodes, deployments and replicas, actor shards (with process ids), cache hit ratio."""
-    settings = Settings()
+    settings = _settings()
     report = _collect_status(settings, LocalStack(settings))
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
@@ -140,11 +177,16 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
 
 
 def main() -> None:
-    """Entry point: turn stack errors into one clear line and exit status 1."""
+    """Entry point: turn stack and settings errors into clear lines and exit status 1."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         prepare_local_driver(Settings())
         app()
     except StackError as exc:
         console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            console.print(f"[red]error:[/] {where}: {err['msg']}")
         sys.exit(1)

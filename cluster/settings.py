@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +36,7 @@ class Settings(BaseSettings):
         default=8500, ge=1, le=64535, description="Serve's fallback proxy (HTTP; gRPC is +1000)"
     )
     replica_port_min: int = Field(
-        default=30000, ge=1024, le=50000, description="first HTTP port of replicas (gRPC +10000)"
+        default=30000, ge=1024, description="first HTTP port of replicas (gRPC +10000)"
     )
     replica_port_span: int = Field(default=1000, ge=8, le=5000)
     ray_num_cpus: int | None = Field(default=None, ge=1)
@@ -56,6 +57,11 @@ class Settings(BaseSettings):
         default=False, description="Serve's per-request log line (costs throughput)"
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    tls_cert: Path | None = Field(default=None, description="PEM certificate: serve HTTPS")
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser"
+    )
 
     partitions: int = Field(default=64, ge=1)
     inventory_shards: int = Field(default=2, ge=1)
@@ -75,6 +81,15 @@ class Settings(BaseSettings):
     def _fits(self) -> Settings:
         if self.gateway_min_replicas > self.gateway_max_replicas:
             raise ValueError("gateway_min_replicas must not exceed gateway_max_replicas")
+        if self.replica_port_min + 10000 + self.replica_port_span > 65535:
+            raise ValueError("replica ports (and their gRPC ports, +10000) must stay <= 65535")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_cert is not None and self.ingress != "proxy":
+            raise ValueError(
+                "TLS is served by Ray Serve's Python proxy (Ray's HAProxy ingress has no TLS): "
+                "set SHOAL_INGRESS=proxy, or terminate TLS in front of shoal"
+            )
         if self.gateway_max_in_flight > self.gateway_max_ongoing_requests:
             raise ValueError("gateway_max_in_flight must not exceed gateway_max_ongoing_requests")
         if self.inventory_shards > self.partitions:
@@ -95,4 +110,13 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         """Where clients reach the gateway."""
-        return f"http://{self.http_host}:{self.http_port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{self.http_host}:{self.http_port}"
+
+    def http_verify(self) -> ssl.SSLContext | bool:
+        """How shoal's own clients (readiness waits) verify the gateway's certificate."""
+        if self.tls_cert is None:
+            return True
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=self.tls_cert)  # a self-signed cert is its own CA
+        return context

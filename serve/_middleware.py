@@ -27,6 +27,28 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+# Every response is data for a program, never a page to render or frame.
+_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_HSTS = ((b"strict-transport-security", b"max-age=31536000"),)
+_DOC_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def _with_security_headers(
+    headers: Any, path: str, extra: tuple[tuple[bytes, bytes], ...]
+) -> list[tuple[bytes, bytes]]:
+    present = {k.lower() for k, _ in headers}
+    added = [h for h in extra if h[0] not in present]
+    if path not in _DOC_PAGES and _CSP[0] not in present:  # the docs page runs Swagger UI
+        added.append(_CSP)
+    if b"cache-control" not in present:
+        added.append((b"cache-control", b"no-store"))
+    return [*headers, *added]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -60,11 +82,14 @@ class GatewayMiddleware:
     probes and scrapes still answer under load).
     """
 
-    def __init__(self, app: ASGIApp, max_body: int, max_in_flight: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body: int, max_in_flight: int, https: bool = False
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self.security_headers = _SECURITY_HEADERS + (_HSTS if https else ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,6 +103,9 @@ class GatewayMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = _with_security_headers(
+                    message.get("headers", ()), scope["path"], self.security_headers
+                )
             await send(message)
 
         refused = self._refusal(scope)

@@ -5,6 +5,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
 from actors.inventory.errors import UnknownProductError
@@ -40,6 +41,8 @@ class GatewayDeps:
         checks: named readiness checks; each raises or times out when unhealthy.
         max_body: largest request body accepted, in bytes.
         max_in_flight: requests this replica works on at once before it sheds new ones.
+        cors_origins: browser origins allowed to call the API (none: no CORS headers).
+        https: whether clients reach the gateway over TLS (adds HSTS).
         check_timeout_s: how long one readiness check may take.
     """
 
@@ -48,6 +51,8 @@ class GatewayDeps:
     checks: Mapping[str, ReadinessCheck]
     max_body: int = 64 * 1024
     max_in_flight: int = 48
+    cors_origins: tuple[str, ...] = ()
+    https: bool = False
     check_timeout_s: float = 2.0
 
 
@@ -61,7 +66,21 @@ def _cached_response(entry: CachedBody, if_none_match: str | None) -> Response:
 def create_app(deps: GatewayDeps) -> FastAPI:
     """Build the gateway app around ``deps``."""
     app = FastAPI(title="shoal", version="0.1.0")
-    app.add_middleware(GatewayMiddleware, max_body=deps.max_body, max_in_flight=deps.max_in_flight)
+    if deps.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(deps.cors_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "ETag", "Retry-After", "Location"],
+            max_age=600,
+        )
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body=deps.max_body,
+        max_in_flight=deps.max_in_flight,
+        https=deps.https,
+    )
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     _health_routes(app, deps)

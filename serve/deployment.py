@@ -33,6 +33,8 @@ class GatewayConfig:
         actor_names: the named actors ``/readyz`` expects to answer.
         max_body: largest request body accepted, in bytes.
         max_in_flight: requests one replica works on at once before it sheds new ones.
+        cors_origins: browser origins allowed to call the API (none: no CORS headers).
+        https: whether clients reach the gateway over TLS (adds HSTS).
         log_level: structlog level.
     """
 
@@ -42,6 +44,8 @@ class GatewayConfig:
     actor_names: tuple[str, ...]
     max_body: int = 64 * 1024
     max_in_flight: int = 48
+    cors_origins: tuple[str, ...] = ()
+    https: bool = False
     log_level: str = "INFO"
 
 
@@ -86,5 +90,7 @@ class GatewayIngress:
             },
             max_body=config.max_body,
             max_in_flight=config.max_in_flight,
+            cors_origins=config.cors_origins,
+            https=config.https,
         )
         return create_app(deps)

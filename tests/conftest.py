@@ -21,13 +21,13 @@ from cluster.settings import Settings
 os.environ.update(LOOPBACK_ONLY)
 
 
-def _free_port(span: int = 1) -> int:
-    """A port p with p..p+span-1 free on loopback."""
-    for _ in range(100):
+def _free_port(span: int = 1, below: int = 65535) -> int:
+    """A port p with p..p+span-1 free on loopback, all under ``below``."""
+    for _ in range(200):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port + span > 65535:
+        if port + span > below:
             continue
         if all(_is_free(port + i) for i in range(span)):
             return port
@@ -56,7 +56,7 @@ def settings() -> Settings:
         haproxy_stats_port=_free_port(),
         haproxy_metrics_port=_free_port(),
         serve_fallback_port=_free_port(),
-        replica_port_min=_free_port(16),
+        replica_port_min=_free_port(16, below=65535 - 10000),
         replica_port_span=16,
         partitions=16,
         inventory_shards=2,

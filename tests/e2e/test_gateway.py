@@ -116,3 +116,15 @@ def test_replicas_and_shards_reserve_no_whole_cpu(http: httpx.Client) -> None:
 
     reserved = ray.cluster_resources()["CPU"] - ray.available_resources().get("CPU", 0)
     assert reserved < 1
+
+
+def test_security_headers_and_no_cors_by_default(http: httpx.Client) -> None:
+    response = http.get("/products", headers={"origin": "https://evil.example"})
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "access-control-allow-origin" not in response.headers
+    preflight = http.options(
+        "/products",
+        headers={"origin": "https://evil.example", "access-control-request-method": "GET"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers

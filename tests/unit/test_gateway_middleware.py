@@ -81,3 +81,32 @@ async def test_an_unexpected_failure_is_a_500_problem_without_details() -> None:
     body = response.json()
     assert body["trace_id"] == "rid-1"
     assert "secret" not in response.text
+
+
+async def test_every_response_carries_security_headers() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await ok(send)
+
+    async with client(GatewayMiddleware(app, max_body=1024, max_in_flight=8)) as http:
+        response = await http.get("/products")
+        docs = await http.get("/docs")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    assert response.headers["cache-control"] == "no-store"
+    assert "strict-transport-security" not in response.headers
+    assert "content-security-policy" not in docs.headers  # Swagger UI needs its scripts
+
+
+async def test_hsts_only_over_https_and_route_cache_policy_is_kept() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    gateway = GatewayMiddleware(app, max_body=1024, max_in_flight=8, https=True)
+    async with client(gateway) as http:
+        response = await http.get("/products/X")
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+    assert response.headers.get_list("cache-control") == ["no-cache"]

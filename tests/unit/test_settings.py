@@ -51,3 +51,12 @@ def test_a_port_in_use_is_reported_with_the_setting_to_change() -> None:
         port = sock.getsockname()[1]
         with pytest.raises(StackError, match=f"port {port} .*SHOAL_PG_PORT"):
             _require_free(port, "PostgreSQL", "SHOAL_PG_PORT")
+
+
+def test_tls_needs_both_files_and_the_python_proxy() -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        Settings(tls_cert="c.pem", ingress="proxy")
+    with pytest.raises(ValidationError, match="HAProxy ingress has no TLS"):
+        Settings(tls_cert="c.pem", tls_key="k.pem", ingress="haproxy")
+    settings = Settings(tls_cert="c.pem", tls_key="k.pem", ingress="proxy", http_port=8443)
+    assert settings.base_url == "https://127.0.0.1:8443"
