@@ -1,1 +1,1 @@
-"""``make bench``: the cached product read against bare Ray Serve, measured with wrk."""
+"""``make bench``: the authenticated cached product read against bare Ray Serve, with wrk."""

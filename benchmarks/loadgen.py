@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,11 @@ def wrk_version() -> str:
     return (done.stdout or done.stderr).splitlines()[0].strip()
 
 
-def run_wrk(url: str, options: WrkOptions) -> WrkResult:
+def run_wrk(url: str, options: WrkOptions, headers: Mapping[str, str] | None = None) -> WrkResult:
     """Drive ``url`` with wrk for ``options.duration_s`` seconds and return its figures."""
     args = [
         wrk_binary(),
+        *(f"-H{name}: {value}" for name, value in (headers or {}).items()),
         f"-t{options.threads}",
         f"-c{options.connections}",
         f"-d{options.duration_s}s",

@@ -18,7 +18,7 @@ from benchmarks.loadgen import WrkResult
 BARE = "bare"
 PRODUCT = "product"
 TARGETS = (BARE, PRODUCT)
-LABELS = {BARE: "bare Serve no-op", PRODUCT: "cached product read"}
+LABELS = {BARE: "bare Serve no-op", PRODUCT: "auth + cached product read"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""``make bench``: the cached product read against bare Ray Serve, per ingress mode.
+"""``make bench``: the authenticated cached product read against bare Ray Serve, per ingress mode.
 
 For each ingress mode (Ray Serve's HAProxy ingress, its default Python proxy) this starts a
 private stack under ``/tmp/shoal-bench`` on ports of its own (PostgreSQL, Redis, a fresh Ray
@@ -131,8 +131,7 @@ def start_stack(settings: Settings, stack: LocalStack) -> None:
     log(f"{settings.ingress}: starting Ray (ingress={settings.ingress})")
     stack.start_ray()
     bootstrap.connect(settings, stack)
-    handles = bootstrap.ensure_inventory_shards(settings, stack)
-    bootstrap.shard_infos(handles, 120)
+    handles = bootstrap.start_actors(settings, stack)
     log(f"{settings.ingress}: deploying the gateway and the bare app")
     bootstrap.deploy_gateway(settings, stack)
     deploy_bare(settings)
@@ -141,11 +140,27 @@ def start_stack(settings: Settings, stack: LocalStack) -> None:
     bootstrap.seed_products(settings, handles, [product])
 
 
-def wait_all_ok(urls: list[str], timeout_s: float = 120.0, streak: int = 5) -> None:
+def bench_credentials(settings: Settings) -> dict[str, str]:
+    """Headers of a customer logged in for the run: the product read is an authenticated one."""
+    email = f"bench-{int(time.time())}@example.com"
+    body = {"email": email, "password": "benchmark password 2026"}
+    with httpx.Client(base_url=settings.base_url, timeout=30) as client:
+        client.post("/auth/register", json=body).raise_for_status()
+        login = client.post("/auth/login", json=body)
+        login.raise_for_status()
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def wait_all_ok(
+    urls: list[str],
+    headers: dict[str, str],
+    timeout_s: float = 120.0,
+    streak: int = 5,
+) -> None:
     """Wait until every URL answers 200 ``streak`` times in a row (this also fills the cache)."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, object] = {}
-    with httpx.Client(timeout=5) as client:
+    with httpx.Client(timeout=5, headers=headers) as client:
         for url in urls:
             ok = 0
             while ok < streak:
@@ -161,17 +176,23 @@ def wait_all_ok(urls: list[str], timeout_s: float = 120.0, streak: int = 5) -> N
                     time.sleep(0.5)
 
 
-def measure(urls: dict[str, str], options: BenchOptions, first: int) -> dict[str, TargetSummary]:
-    """Warm up each target, then run ``options.rounds`` rounds in alternating target order."""
+def measure(
+    urls: dict[str, str], headers: dict[str, str], options: BenchOptions, first: int
+) -> dict[str, TargetSummary]:
+    """Warm up each target, then run ``options.rounds`` rounds in alternating target order.
+
+    Both targets get the same headers (the bare app ignores the token), so requests are
+    the same size on the wire.
+    """
     warmup = WrkOptions(options.warmup_s, options.wrk.connections, options.wrk.threads)
     for name in TARGETS:
         log(f"warm-up {name}: {warmup.duration_s}s")
-        run_wrk(urls[name], warmup)
+        run_wrk(urls[name], warmup, headers)
     runs: dict[str, list[Any]] = {name: [] for name in TARGETS}
     for round_no in range(options.rounds):
         order = TARGETS if (round_no + first) % 2 == 0 else TARGETS[::-1]
         for name in order:
-            result = run_wrk(urls[name], options.wrk)
+            result = run_wrk(urls[name], options.wrk, headers)
             log(
                 f"round {round_no + 1} {name}: {result.rps:.0f} req/s, "
                 f"p99 {result.p99_ms:.1f} ms, failed {result.failed}"
@@ -202,8 +223,9 @@ def run_mode(mode: str, options: BenchOptions, index: int) -> ModeOutcome:
     try:
         start_stack(settings, stack)
         urls = target_urls(settings)
-        wait_all_ok(list(urls.values()))
-        return ModeOutcome(mode, measure(urls, options, index))
+        headers = bench_credentials(settings)
+        wait_all_ok(list(urls.values()), headers)
+        return ModeOutcome(mode, measure(urls, headers, options, index))
     except Exception as exc:  # report the mode as failed, measure the others
         traceback.print_exc()
         return ModeOutcome(mode, error=f"{type(exc).__name__}: {exc}")

@@ -17,6 +17,8 @@ from ray._private import ray_constants
 from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
 
+from actors.auth.actor import AUTH_ACTOR_NAME, AuthActor, AuthConfig
+from actors.auth.service import TokenPolicy
 from actors.inventory.actor import InventoryShardActor, ShardInfo, shard_actor_name
 from actors.inventory.model import NewProduct, Partitioning
 from cluster.localstack import LocalStack, StackError
@@ -115,6 +117,60 @@ def ensure_inventory_shards(settings: Settings, stack: LocalStack) -> list[Any]:
     return handles
 
 
+def token_policy(settings: Settings) -> TokenPolicy:
+    """Issuer, audience and lifetimes of tokens."""
+    return TokenPolicy(
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        access_ttl_s=settings.access_token_ttl_s,
+        session_ttl_s=settings.session_ttl_s,
+    )
+
+
+def _extra_roles(settings: Settings) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(perms) for name, perms in settings.extra_roles.items()}
+
+
+def ensure_auth_actor(settings: Settings, stack: LocalStack) -> Any:
+    """Create (or find) the detached auth actor."""
+    keys, current = stack.auth_keys()
+    config = AuthConfig(
+        connections=connection_config(settings, stack),
+        policy=token_policy(settings),
+        secret_keys=keys,
+        current_secret_key=current,
+        extra_roles=_extra_roles(settings),
+        log_level=settings.log_level,
+    )
+    return (
+        ray.remote(AuthActor)
+        .options(
+            name=AUTH_ACTOR_NAME,
+            namespace=settings.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=0,  # a login retried after a crash would open a second session
+            num_cpus=settings.actor_num_cpus,
+            max_concurrency=1000,
+            runtime_env=runtime_env(stack),
+        )
+        .remote(config)
+    )
+
+
+def start_actors(settings: Settings, stack: LocalStack, timeout_s: float = 120) -> list[Any]:
+    """Create the inventory shards and the auth actor; wait until each answers.
+
+    Returns the shard handles, in shard order.
+    """
+    shards = ensure_inventory_shards(settings, stack)
+    auth = ensure_auth_actor(settings, stack)
+    shard_infos(shards, timeout_s)
+    ray.get(auth.info.remote(), timeout=timeout_s)
+    return shards
+
+
 def shard_infos(handles: list[Any], timeout_s: float = 30.0) -> list[ShardInfo]:
     """Every shard's identity; waits until each has loaded its rows."""
     infos: list[ShardInfo] = ray.get([h.info.remote() for h in handles], timeout=timeout_s)
@@ -152,7 +208,9 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
         connections=connection_config(settings, stack),
         cache_policy=cache_policy(settings),
         namespace=settings.namespace,
-        actor_names=shard_names(settings),
+        actor_names=(*shard_names(settings), AUTH_ACTOR_NAME),
+        token_policy=token_policy(settings),
+        extra_roles=_extra_roles(settings),
         max_body=settings.max_body_bytes,
         max_in_flight=settings.gateway_max_in_flight,
         cors_origins=tuple(settings.cors_origins),

@@ -7,6 +7,7 @@ whose command line names the state directory, so nothing started by ``up`` survi
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
 import hashlib
@@ -111,14 +112,19 @@ class _Secrets:
         self._path = path
 
     def load(self) -> dict[str, str]:
-        if self._path.exists():
-            data: dict[str, str] = json.loads(self._path.read_text())
-            return data
-        data = {"postgres": secrets.token_urlsafe(24), "redis": secrets.token_urlsafe(24)}
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
+        data: dict[str, str] = json.loads(self._path.read_text()) if self._path.exists() else {}
+        wanted: dict[str, Callable[[], str]] = {
+            "postgres": lambda: secrets.token_urlsafe(24),
+            "redis": lambda: secrets.token_urlsafe(24),
+            "auth_key": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+        }
+        missing = {name: make() for name, make in wanted.items() if name not in data}
+        if missing:
+            data.update(missing)
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh)
         return data
 
 
@@ -446,15 +452,28 @@ class LocalStack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.paths = StackPaths(settings.home.resolve())
-        passwords = _Secrets(self.paths.secrets).load()
-        self.postgres = Postgres(settings, self.paths, passwords["postgres"])
-        self.redis = Redis(settings, self.paths, passwords["redis"])
+        generated = _Secrets(self.paths.secrets).load()
+        self.postgres = Postgres(settings, self.paths, generated["postgres"])
+        self.redis = Redis(settings, self.paths, generated["redis"])
+        self._local_auth_key = generated["auth_key"]
         self.ray = RayHead(settings, self.paths)
 
     @property
     def database_url(self) -> str:
         """The configured PostgreSQL, else the private one."""
         return self.settings.database_url or self.postgres.url
+
+    def auth_keys(self) -> tuple[dict[str, str], str]:
+        """The configured secret-sealing keys and current key id, else the stack's own."""
+        if self.settings.auth_secret_keys:
+            keys = dict(self.settings.auth_secret_keys)
+            current = self.settings.auth_current_key or sorted(keys)[-1]
+            if current not in keys:
+                raise StackError(
+                    f"SHOAL_AUTH_CURRENT_KEY {current!r} is not in SHOAL_AUTH_SECRET_KEYS"
+                )
+            return keys, current
+        return {"local-1": self._local_auth_key}, "local-1"
 
     @property
     def redis_url(self) -> str:

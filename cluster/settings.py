@@ -57,6 +57,19 @@ class Settings(BaseSettings):
         default=False, description="Serve's per-request log line (costs throughput)"
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    token_issuer: str = Field(default="shoal", min_length=1)
+    token_audience: str = Field(default="shoal-api", min_length=1)
+    access_token_ttl_s: int = Field(default=900, ge=30, le=900)
+    session_ttl_s: int = Field(default=30 * 24 * 3600, ge=3600)
+    auth_secret_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="AES-256 keys (base64) sealing secrets at rest, by id; "
+        "the local stack generates one when empty",
+    )
+    auth_current_key: str | None = Field(default=None, description="id of the key to seal with")
+    extra_roles: dict[str, list[str]] = Field(
+        default_factory=dict, description="roles added to (or extending) the built-in ones"
+    )
     tls_cert: Path | None = Field(default=None, description="PEM certificate: serve HTTPS")
     tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
     cors_origins: list[str] = Field(
@@ -101,8 +114,8 @@ class Settings(BaseSettings):
         return self
 
     def pool_budget(self) -> PoolBudget:
-        """Connections every pool-holding process may take: replicas, shards, one driver."""
-        processes = self.gateway_max_replicas + self.inventory_shards + 1
+        """Connections every pool-holding process may take: replicas, shards, auth, a driver."""
+        processes = self.gateway_max_replicas + self.inventory_shards + 2
         return PoolBudget(
             self.db_pool_size, self.db_max_overflow, processes, self.db_reserved_connections
         )

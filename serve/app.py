@@ -3,12 +3,16 @@
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from actors.inventory.errors import UnknownProductError
+from serve._auth import PUBLIC, Authenticator, Require, declared_permission
+from serve._auth_routes import auth_routes
 from serve._middleware import GatewayMiddleware
 from serve._tracing import RequestIdMiddleware
 from serve.errors import install_error_handlers
@@ -28,6 +32,8 @@ from storage.ports import UnitOfWorkFactory
 from storage.telemetry import node_metrics_text
 
 ReadinessCheck = Callable[[], Awaitable[object]]
+Anyone = Depends(Require(PUBLIC))
+Reader = Depends(Require("products:read"))
 _PROM_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -38,6 +44,8 @@ class GatewayDeps:
     Attributes:
         uow: makes a read transaction on PostgreSQL (the source of truth).
         cache: cache-aside reads of products.
+        authenticator: verifies access tokens, sessions and roles in the replica.
+        auth_actor: returns the auth actor's handle (logins, refreshes, session changes).
         checks: named readiness checks; each raises or times out when unhealthy.
         max_body: largest request body accepted, in bytes.
         max_in_flight: requests this replica works on at once before it sheds new ones.
@@ -48,6 +56,8 @@ class GatewayDeps:
 
     uow: UnitOfWorkFactory
     cache: RedisProductCache
+    authenticator: Authenticator
+    auth_actor: Callable[[], Awaitable[Any]]
     checks: Mapping[str, ReadinessCheck]
     max_body: int = 64 * 1024
     max_in_flight: int = 48
@@ -83,9 +93,19 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     )
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    app.state.authenticator = deps.authenticator
     _health_routes(app, deps)
     _product_routes(app, deps)
+    auth_routes(app, deps.auth_actor)
+    _refuse_undeclared(app)
     return app
+
+
+def _refuse_undeclared(app: FastAPI) -> None:
+    """Deny by default: every route must declare its permission, or the app does not start."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and declared_permission(route) is None:
+            raise RuntimeError(f"route {route.path} declares no permission (use Require)")
 
 
 def _health_routes(app: FastAPI, deps: GatewayDeps) -> None:
@@ -96,11 +116,11 @@ def _health_routes(app: FastAPI, deps: GatewayDeps) -> None:
             return "fail"
         return "ok"
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], dependencies=[Anyone])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], response_model=ReadinessOut)
+    @app.get("/readyz", tags=["operations"], response_model=ReadinessOut, dependencies=[Anyone])
     async def readyz() -> JSONResponse:
         names = list(deps.checks)
         results = await asyncio.gather(*(run(deps.checks[n]) for n in names))
@@ -110,14 +130,14 @@ def _health_routes(app: FastAPI, deps: GatewayDeps) -> None:
         headers = {} if ready else {"Retry-After": "1"}
         return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @app.get("/metrics", tags=["operations"], response_class=Response, dependencies=[Anyone])
     async def metrics() -> Response:
         text = await asyncio.to_thread(node_metrics_text)
         return Response(text, media_type=_PROM_TEXT)
 
 
 def _product_routes(app: FastAPI, deps: GatewayDeps) -> None:
-    @app.get("/products", tags=["inventory"], response_model=ProductPage)
+    @app.get("/products", tags=["inventory"], response_model=ProductPage, dependencies=[Reader])
     async def list_products(
         limit: Limit = 20, cursor: Cursor = None, if_none_match: IfNoneMatch = None
     ) -> Response:
@@ -132,7 +152,9 @@ def _product_routes(app: FastAPI, deps: GatewayDeps) -> None:
 
         return _cached_response(await deps.cache.listing(after, limit, load), if_none_match)
 
-    @app.get("/products/{sku}", tags=["inventory"], response_model=ProductOut)
+    @app.get(
+        "/products/{sku}", tags=["inventory"], response_model=ProductOut, dependencies=[Reader]
+    )
     async def get_product(
         sku: SkuPath,
         if_none_match: IfNoneMatch = None,

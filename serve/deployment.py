@@ -8,17 +8,23 @@ it; the engine, the Redis client and the FastAPI app are built inside the replic
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import ray
 from fastapi import FastAPI
 from ray import serve
 
+from actors.auth.actor import AUTH_ACTOR_NAME
+from actors.auth.model import Rbac
+from actors.auth.service import TokenPolicy
+from serve._auth import Authenticator
 from serve.app import GatewayDeps, create_app
 from storage.cache import CachePolicy, RedisProductCache
 from storage.connections import ConnectionConfig, Connections, ping_database, ping_redis
 from storage.products import SqlUnitOfWorkFactory
+from storage.session_cache import RedisSessionCache
 from storage.telemetry import configure_logging
 
 
@@ -33,6 +39,8 @@ class GatewayConfig:
         actor_names: the named actors ``/readyz`` expects to answer.
         max_body: largest request body accepted, in bytes.
         max_in_flight: requests one replica works on at once before it sheds new ones.
+        token_policy: the issuer, audience and lifetimes access tokens are checked against.
+        extra_roles: configured roles added to the built-in ones.
         cors_origins: browser origins allowed to call the API (none: no CORS headers).
         https: whether clients reach the gateway over TLS (adds HSTS).
         log_level: structlog level.
@@ -44,6 +52,8 @@ class GatewayConfig:
     actor_names: tuple[str, ...]
     max_body: int = 64 * 1024
     max_in_flight: int = 48
+    token_policy: TokenPolicy = field(default_factory=TokenPolicy)
+    extra_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     cors_origins: tuple[str, ...] = ()
     https: bool = False
     log_level: str = "INFO"
@@ -79,10 +89,21 @@ class GatewayIngress:
         self._actors = _ActorDirectory(config.namespace)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        config = self._config
+        config, uow = self._config, SqlUnitOfWorkFactory(self._conn.engine)
+        policy = config.token_policy
+        authenticator = Authenticator(
+            uow,
+            RedisSessionCache(self._conn.redis, policy.session_ttl_s),
+            Rbac.with_extra(config.extra_roles),
+            issuer=policy.issuer,
+            audience=policy.audience,
+            key_grace=timedelta(seconds=policy.access_ttl_s + 60),
+        )
         deps = GatewayDeps(
-            uow=SqlUnitOfWorkFactory(self._conn.engine),
+            uow=uow,
             cache=RedisProductCache(self._conn.redis, config.cache_policy),
+            authenticator=authenticator,
+            auth_actor=lambda: self._actors.get(AUTH_ACTOR_NAME),
             checks={
                 "postgres": lambda: ping_database(self._conn),
                 "redis": lambda: ping_redis(self._conn),

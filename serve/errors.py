@@ -10,9 +10,16 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 from starlette.exceptions import HTTPException
 
+from actors.auth.errors import (
+    AuthError,
+    EmailTakenError,
+    InvalidCredentialsError,
+    InvalidInputError,
+    SessionNotFoundError,
+)
 from actors.inventory.errors import (
     InvalidProductError,
     InventoryError,
@@ -20,6 +27,7 @@ from actors.inventory.errors import (
     UnknownProductError,
     WrongShardError,
 )
+from serve._auth import ForbiddenError, UnauthenticatedError
 from storage.errors import StorageError
 from storage.telemetry import trace_id_var
 
@@ -70,10 +78,23 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     RayActorError: _UNAVAILABLE,
     ActorUnavailableError: _UNAVAILABLE,
     GetTimeoutError: _UNAVAILABLE,
+    UnauthenticatedError: ProblemType(401, "unauthenticated", "Authentication required"),
+    InvalidCredentialsError: ProblemType(401, "unauthenticated", "Authentication required"),
+    ForbiddenError: ProblemType(403, "forbidden", "Forbidden"),
+    InvalidInputError: ProblemType(422, "validation", "Invalid request"),
+    EmailTakenError: ProblemType(409, "conflict", "Already exists"),
+    SessionNotFoundError: ProblemType(404, "not-found", "Not found"),
+    AuthError: ProblemType(500, "internal", "Internal error"),
     StorageError: ProblemType(500, "internal", "Internal error"),
     InventoryError: ProblemType(500, "internal", "Internal error"),
 }
 _INTERNAL = ProblemType(500, "internal", "Internal error")
+_FIXED_DETAILS = {
+    401: "A valid access token is required.",
+    403: "You are not allowed to do this.",
+    404: "No such resource.",
+    409: "This conflicts with the current state.",
+}
 _HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 400: "Bad request"}
 
 
@@ -125,21 +146,30 @@ def _detail(exc: BaseException, problem: ProblemType) -> str:
         return f"The body is larger than {exc.limit} bytes."
     if isinstance(exc, UnsupportedMediaTypeError):
         return "Send the body as application/json."
-    return str(exc) or problem.title
+    return _FIXED_DETAILS.get(problem.status) or str(exc) or problem.title
 
 
 def problem_for(exc: BaseException) -> Response:
     """The problem response for ``exc``, as the table says; 5xx details are never shown."""
+    if isinstance(exc, RayTaskError) and isinstance(exc.cause, Exception):
+        exc = exc.cause  # an error raised in an actor: answer for the original
     problem = problem_type_for(exc)
     if problem.status >= 500:
         log.error("request_failed", error=type(exc).__name__, exc_info=exc)
-    errors = None
-    if isinstance(exc, InvalidProductError):
+    errors, headers = None, None
+    if isinstance(exc, InvalidProductError | InvalidInputError):
         errors = [{"field": exc.field, "message": exc.message}]
     elif isinstance(exc, InvalidCursorError):
         errors = [{"field": "cursor", "message": "not a cursor this server issued"}]
+    if problem.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="shoal"'}
     return problem_response(
-        problem.status, problem.slug, problem.title, _detail(exc, problem), errors=errors
+        problem.status,
+        problem.slug,
+        problem.title,
+        _detail(exc, problem),
+        errors=errors,
+        headers=headers,
     )
 
 

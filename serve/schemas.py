@@ -6,9 +6,10 @@ import base64
 import binascii
 from datetime import datetime
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Header, Path, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from actors.inventory.model import SKU_PATTERN
 from serve.errors import InvalidCursorError
@@ -79,3 +80,71 @@ def decode_cursor(cursor: str | None) -> str | None:
     if not SKU_PATTERN.fullmatch(after):
         raise InvalidCursorError()
     return after
+
+
+class _Strict(BaseModel):
+    """Request bodies: unknown fields are refused and nothing is coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RegisterIn(_Strict):
+    """``POST /auth/register``."""
+
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class LoginIn(_Strict):
+    """``POST /auth/login``."""
+
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshIn(_Strict):
+    """``POST /auth/refresh``."""
+
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+class UserOut(BaseModel):
+    """A newly registered user."""
+
+    id: UUID
+    email: str
+    roles: list[str]
+
+
+class MeOut(UserOut):
+    """``GET /auth/me``."""
+
+    permissions: list[str]
+    mfa_enabled: bool
+
+
+class TokensOut(BaseModel):
+    """A fresh access and refresh token pair."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
+    expires_in: int
+    session_id: UUID
+
+
+class SessionOut(BaseModel):
+    """One of the caller's sessions."""
+
+    id: UUID
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str
+    current: bool
+
+
+class SessionsOut(BaseModel):
+    """``GET /auth/sessions``."""
+
+    items: list[SessionOut]

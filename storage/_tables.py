@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
+    Uuid,
+    false,
     func,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 metadata = MetaData()
 
@@ -34,4 +41,64 @@ products = Table(
     CheckConstraint("available >= 0", name="ck_products_available_nonnegative"),
     CheckConstraint("reserved >= 0", name="ck_products_reserved_nonnegative"),
     Index("ix_products_partition", "partition"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("display_name", String(100), nullable=True),
+    Column("roles", ARRAY(Text), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_used_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("user_agent", String(256), nullable=False, server_default=""),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Index("ix_sessions_user_id", "user_id"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),
+    Column("session_id", Uuid, ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("spent_at", DateTime(timezone=True), nullable=True),
+    Index("ix_refresh_tokens_session_id", "session_id"),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_key", LargeBinary, nullable=False),
+    Column("public_jwk", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("retired_at", DateTime(timezone=True), nullable=True),
+)
+
+# ``detail`` is a JSON string kept in a text column: the log is only appended to and listed,
+# and text gives the string back byte for byte (jsonb would reorder keys and whitespace).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("kind", String(64), nullable=False),
+    Column("user_id", Uuid, nullable=True),
+    Column("actor_id", Uuid, nullable=True),
+    Column("trace_id", String(128), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_audit_events_at", "at"),
 )

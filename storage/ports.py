@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
+from uuid import UUID
 
-from storage.records import Page, ProductRecord
+from storage.records import (
+    AuditRecord,
+    Page,
+    ProductRecord,
+    SessionRecord,
+    SigningKeyRecord,
+    UserRecord,
+    UserState,
+)
 
 
 class ProductRepository(Protocol):
@@ -33,12 +43,170 @@ class ProductRepository(Protocol):
         ...
 
 
+class UserRepository(Protocol):
+    """User accounts; emails are unique and compared exactly as stored."""
+
+    async def get(self, user_id: UUID) -> UserRecord | None:
+        """Return the user, or ``None`` when no such id exists."""
+        ...
+
+    async def by_email(self, email: str) -> UserRecord | None:
+        """Return the user with exactly this email (callers lower-case it), or ``None``."""
+        ...
+
+    async def add(self, user: UserRecord) -> UserRecord:
+        """Insert a new user; the database sets ``created_at``, which is returned.
+
+        Raises:
+            ConflictError: the email or the id exists already.
+        """
+        ...
+
+    async def set_roles(self, user_id: UUID, roles: tuple[str, ...]) -> UserRecord | None:
+        """Replace the user's roles; return the changed user, or ``None`` if unknown."""
+        ...
+
+    async def set_disabled(self, user_id: UUID, disabled: bool) -> UserRecord | None:
+        """Disable or enable the user; return the changed user, or ``None`` if unknown."""
+        ...
+
+
+class SessionRepository(Protocol):
+    """Login sessions; revoking one is final."""
+
+    async def add(self, session: SessionRecord) -> SessionRecord:
+        """Insert a new session with the record's timestamps.
+
+        Raises:
+            ConflictError: the id exists already, or the user does not.
+        """
+        ...
+
+    async def get(self, session_id: UUID) -> SessionRecord | None:
+        """Return the session, revoked or not, or ``None`` when no such id exists."""
+        ...
+
+    async def active_for_user(self, user_id: UUID) -> list[SessionRecord]:
+        """Return the user's sessions that are not revoked, newest first."""
+        ...
+
+    async def touch(self, session_id: UUID, at: datetime) -> None:
+        """Set the session's ``last_used_at`` to ``at``; an unknown id is ignored."""
+        ...
+
+    async def revoke(self, session_id: UUID, at: datetime) -> bool:
+        """Revoke the session at ``at`` unless it is revoked already.
+
+        Returns:
+            ``True`` when this call revoked it; ``False`` when it was revoked before or is unknown.
+        """
+        ...
+
+    async def revoke_all_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
+        """Revoke every active session of the user at ``at``.
+
+        Returns:
+            The ids of the sessions this call revoked.
+        """
+        ...
+
+
+class RefreshTokenRepository(Protocol):
+    """Refresh tokens, kept only as their SHA-256 hashes; each can be spent once."""
+
+    async def add(self, token_hash: bytes, session_id: UUID) -> None:
+        """Record a new, unspent token of ``session_id``.
+
+        Raises:
+            ConflictError: the hash exists already, or the session does not.
+        """
+        ...
+
+    async def spend(self, token_hash: bytes, at: datetime) -> UUID | None:
+        """Atomically mark an unspent token spent at ``at``.
+
+        Returns:
+            The token's session id, or ``None`` when the token is unknown or already spent
+            (of two concurrent calls, exactly one gets the session id).
+        """
+        ...
+
+    async def session_of(self, token_hash: bytes) -> UUID | None:
+        """Return the session of a token, spent or not, so that reuse can be detected."""
+        ...
+
+
+class SigningKeyRepository(Protocol):
+    """The keys that sign access tokens, and those whose tokens may still be verified."""
+
+    async def add(self, key: SigningKeyRecord) -> SigningKeyRecord:
+        """Insert a new key with the record's timestamps.
+
+        Raises:
+            ConflictError: the kid exists already.
+        """
+        ...
+
+    async def published(self, now: datetime, grace: timedelta) -> list[SigningKeyRecord]:
+        """Return the keys not retired, or retired less than ``grace`` before ``now``.
+
+        Returns:
+            The published keys, newest first.
+        """
+        ...
+
+    async def retire(self, kid: str, at: datetime) -> None:
+        """Retire the key at ``at`` unless it is retired already; an unknown kid is ignored."""
+        ...
+
+
+class AuditLog(Protocol):
+    """Security events, append only."""
+
+    async def add(self, record: AuditRecord) -> None:
+        """Append an event.
+
+        Raises:
+            ConflictError: the id exists already.
+        """
+        ...
+
+    async def list_before(self, before: datetime | None, limit: int) -> list[AuditRecord]:
+        """Return up to ``limit`` events, newest first, strictly before ``before`` when given."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: changes made through its repositories commit together or not at all."""
 
     @property
     def products(self) -> ProductRepository:
         """The products of this transaction."""
+        ...
+
+    @property
+    def users(self) -> UserRepository:
+        """The users of this transaction."""
+        ...
+
+    @property
+    def sessions(self) -> SessionRepository:
+        """The login sessions of this transaction."""
+        ...
+
+    @property
+    def refresh_tokens(self) -> RefreshTokenRepository:
+        """The refresh tokens of this transaction."""
+        ...
+
+    @property
+    def signing_keys(self) -> SigningKeyRepository:
+        """The token signing keys of this transaction."""
+        ...
+
+    @property
+    def audit(self) -> AuditLog:
+        """The security audit log of this transaction."""
         ...
 
     async def __aenter__(self) -> Self:
@@ -72,4 +240,23 @@ class ProductCache(Protocol):
 
     async def invalidate(self, skus: Sequence[str]) -> None:
         """Drop the cached entries of ``skus`` and every cached listing."""
+        ...
+
+
+class SessionStateCache(Protocol):
+    """Session liveness and user roles as the gateway reads them (Redis), rebuilt from PostgreSQL.
+
+    Writes happen after the change committed; each may raise a retryable storage error.
+    """
+
+    async def session_started(self, session_id: UUID) -> None:
+        """Mark a new session active."""
+        ...
+
+    async def sessions_revoked(self, session_ids: Sequence[UUID]) -> None:
+        """Mark sessions revoked."""
+        ...
+
+    async def user_changed(self, user_id: UUID, user: UserState) -> None:
+        """Publish a user's current roles and whether the account is disabled."""
         ...

@@ -11,6 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage._tables import products
 from storage._translate import translated
+from storage.auth import (
+    SqlAuditLog,
+    SqlRefreshTokenRepository,
+    SqlSessionRepository,
+    SqlSigningKeyRepository,
+    SqlUserRepository,
+)
 from storage.records import Page, ProductRecord
 
 _COLUMNS = (
@@ -86,6 +93,11 @@ class SqlUnitOfWork:
     """One PostgreSQL transaction with the repositories bound to it."""
 
     products: SqlProductRepository
+    users: SqlUserRepository
+    sessions: SqlSessionRepository
+    refresh_tokens: SqlRefreshTokenRepository
+    signing_keys: SqlSigningKeyRepository
+    audit: SqlAuditLog
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -96,6 +108,11 @@ class SqlUnitOfWork:
             self._conn = await self._engine.connect()
             await self._conn.begin()
         self.products = SqlProductRepository(self._conn)
+        self.users = SqlUserRepository(self._conn)
+        self.sessions = SqlSessionRepository(self._conn)
+        self.refresh_tokens = SqlRefreshTokenRepository(self._conn)
+        self.signing_keys = SqlSigningKeyRepository(self._conn)
+        self.audit = SqlAuditLog(self._conn)
         return self
 
     async def __aexit__(

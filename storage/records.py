@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
+from uuid import UUID
 
 T = TypeVar("T")
 
@@ -47,3 +48,102 @@ class Page(Generic[T]):
 
     items: tuple[T, ...]
     next_after: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """One user account.
+
+    Attributes:
+        id: the user's id, chosen by the caller.
+        email: the login email, stored exactly as given (callers normalise it to lower case).
+        password_hash: the password hash in the hasher's own encoded form.
+        display_name: an optional name to show.
+        roles: the user's role names.
+        disabled: a disabled user cannot log in.
+        created_at: set by the database when the user is added.
+    """
+
+    id: UUID
+    email: str
+    password_hash: str
+    display_name: str | None
+    roles: tuple[str, ...]
+    disabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One login session; its refresh tokens and access tokens belong to it.
+
+    Attributes:
+        id: the session id (the ``sid`` claim of its access tokens).
+        user_id: the user who logged in.
+        created_at: when the session began.
+        last_used_at: when a token of the session was last refreshed.
+        user_agent: the client's ``User-Agent`` at login, truncated to 256 characters.
+        revoked_at: when the session was revoked, or ``None`` while it is active.
+    """
+
+    id: UUID
+    user_id: UUID
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyRecord:
+    """One key that signs access tokens.
+
+    Attributes:
+        kid: the key id put in the JWT header.
+        private_key: the private key, serialised by the token service.
+        public_jwk: the public key as a JSON Web Key (a JSON string).
+        created_at: when the key was made; the newest unretired key signs.
+        retired_at: when the key stopped signing, or ``None`` while it signs.
+    """
+
+    kid: str
+    private_key: bytes
+    public_jwk: str
+    created_at: datetime
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One security event (login, failure, MFA or role change, revocation).
+
+    Attributes:
+        id: the event id.
+        at: when it happened.
+        kind: what happened, e.g. ``login_failed``.
+        user_id: the user the event is about, if any.
+        actor_id: the user who caused it, if not the subject (an admin), else ``None``.
+        trace_id: the trace of the request that caused it.
+        detail: more about the event, as a JSON string.
+    """
+
+    id: UUID
+    at: datetime
+    kind: str
+    user_id: UUID | None
+    actor_id: UUID | None
+    trace_id: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """What every request needs to know about its user, as of now.
+
+    Attributes:
+        roles: the user's roles (a change applies to the next request).
+        disabled: whether the account is disabled.
+    """
+
+    roles: tuple[str, ...]
+    disabled: bool

@@ -89,8 +89,7 @@ def cluster(settings: Settings, stack: LocalStack) -> Iterator[list[object]]:
 
     stack.start_ray()
     bootstrap.connect(settings, stack)
-    handles = bootstrap.ensure_inventory_shards(settings, stack)
-    bootstrap.shard_infos(handles, timeout_s=120)
+    handles = bootstrap.start_actors(settings, stack)
     bootstrap.deploy_gateway(settings, stack)
     bootstrap.wait_ready(settings)
     try:

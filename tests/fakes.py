@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
+from uuid import UUID
 
 from storage.errors import ConflictError
-from storage.records import Page, ProductRecord
+from storage.records import (
+    AuditRecord,
+    Page,
+    ProductRecord,
+    SessionRecord,
+    SigningKeyRecord,
+    UserRecord,
+    UserState,
+)
 
 
 class FakeProductRepository:
@@ -36,16 +45,180 @@ class FakeProductRepository:
         return row
 
 
+class FakeUserRepository:
+    def __init__(self, rows: dict[UUID, UserRecord]) -> None:
+        self._rows = rows
+
+    async def get(self, user_id: UUID) -> UserRecord | None:
+        return self._rows.get(user_id)
+
+    async def by_email(self, email: str) -> UserRecord | None:
+        return next((u for u in self._rows.values() if u.email == email), None)
+
+    async def add(self, user: UserRecord) -> UserRecord:
+        if user.id in self._rows or await self.by_email(user.email) is not None:
+            raise ConflictError("UniqueViolation")
+        row = dataclasses.replace(user, roles=tuple(user.roles), created_at=datetime.now(UTC))
+        self._rows[user.id] = row
+        return row
+
+    async def set_roles(self, user_id: UUID, roles: tuple[str, ...]) -> UserRecord | None:
+        row = self._rows.get(user_id)
+        if row is not None:
+            row = self._rows[user_id] = dataclasses.replace(row, roles=tuple(roles))
+        return row
+
+    async def set_disabled(self, user_id: UUID, disabled: bool) -> UserRecord | None:
+        row = self._rows.get(user_id)
+        if row is not None:
+            row = self._rows[user_id] = dataclasses.replace(row, disabled=disabled)
+        return row
+
+
+class FakeSessionRepository:
+    def __init__(self, rows: dict[UUID, SessionRecord], users: dict[UUID, UserRecord]) -> None:
+        self._rows = rows
+        self._users = users
+
+    async def add(self, session: SessionRecord) -> SessionRecord:
+        if session.id in self._rows:
+            raise ConflictError("UniqueViolation")
+        if session.user_id not in self._users:
+            raise ConflictError("ForeignKeyViolation")
+        self._rows[session.id] = session
+        return session
+
+    async def get(self, session_id: UUID) -> SessionRecord | None:
+        return self._rows.get(session_id)
+
+    async def active_for_user(self, user_id: UUID) -> list[SessionRecord]:
+        mine = [s for s in self._rows.values() if s.user_id == user_id and s.revoked_at is None]
+        return sorted(mine, key=lambda s: (s.created_at, s.id), reverse=True)
+
+    async def touch(self, session_id: UUID, at: datetime) -> None:
+        if session_id in self._rows:
+            self._rows[session_id] = dataclasses.replace(self._rows[session_id], last_used_at=at)
+
+    async def revoke(self, session_id: UUID, at: datetime) -> bool:
+        row = self._rows.get(session_id)
+        if row is None or row.revoked_at is not None:
+            return False
+        self._rows[session_id] = dataclasses.replace(row, revoked_at=at)
+        return True
+
+    async def revoke_all_for_user(self, user_id: UUID, at: datetime) -> list[UUID]:
+        ids = [s.id for s in self._rows.values() if s.user_id == user_id and s.revoked_at is None]
+        for session_id in ids:
+            await self.revoke(session_id, at)
+        return ids
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FakeRefreshToken:
+    session_id: UUID
+    spent_at: datetime | None = None
+
+
+class FakeRefreshTokenRepository:
+    def __init__(
+        self, rows: dict[bytes, FakeRefreshToken], sessions: dict[UUID, SessionRecord]
+    ) -> None:
+        self._rows = rows
+        self._sessions = sessions
+
+    async def add(self, token_hash: bytes, session_id: UUID) -> None:
+        if token_hash in self._rows:
+            raise ConflictError("UniqueViolation")
+        if session_id not in self._sessions:
+            raise ConflictError("ForeignKeyViolation")
+        self._rows[token_hash] = FakeRefreshToken(session_id)
+
+    async def spend(self, token_hash: bytes, at: datetime) -> UUID | None:
+        row = self._rows.get(token_hash)
+        if row is None or row.spent_at is not None:
+            return None
+        self._rows[token_hash] = dataclasses.replace(row, spent_at=at)
+        return row.session_id
+
+    async def session_of(self, token_hash: bytes) -> UUID | None:
+        row = self._rows.get(token_hash)
+        return None if row is None else row.session_id
+
+
+class FakeSigningKeyRepository:
+    def __init__(self, rows: dict[str, SigningKeyRecord]) -> None:
+        self._rows = rows
+
+    async def add(self, key: SigningKeyRecord) -> SigningKeyRecord:
+        if key.kid in self._rows:
+            raise ConflictError("UniqueViolation")
+        self._rows[key.kid] = key
+        return key
+
+    async def published(self, now: datetime, grace: timedelta) -> list[SigningKeyRecord]:
+        keys = [
+            k for k in self._rows.values() if k.retired_at is None or k.retired_at > now - grace
+        ]
+        return sorted(keys, key=lambda k: (k.created_at, k.kid), reverse=True)
+
+    async def retire(self, kid: str, at: datetime) -> None:
+        row = self._rows.get(kid)
+        if row is not None and row.retired_at is None:
+            self._rows[kid] = dataclasses.replace(row, retired_at=at)
+
+
+class FakeAuditLog:
+    def __init__(self, rows: dict[UUID, AuditRecord]) -> None:
+        self._rows = rows
+
+    async def add(self, record: AuditRecord) -> None:
+        if record.id in self._rows:
+            raise ConflictError("UniqueViolation")
+        self._rows[record.id] = record
+
+    async def list_before(self, before: datetime | None, limit: int) -> list[AuditRecord]:
+        rows = [r for r in self._rows.values() if before is None or r.at < before]
+        return sorted(rows, key=lambda r: (r.at, r.id), reverse=True)[:limit]
+
+
+@dataclasses.dataclass
+class FakeTables:
+    """Every fake table; a unit of work stages a copy and publishes it on commit."""
+
+    products: dict[str, ProductRecord] = dataclasses.field(default_factory=dict)
+    users: dict[UUID, UserRecord] = dataclasses.field(default_factory=dict)
+    sessions: dict[UUID, SessionRecord] = dataclasses.field(default_factory=dict)
+    refresh_tokens: dict[bytes, FakeRefreshToken] = dataclasses.field(default_factory=dict)
+    signing_keys: dict[str, SigningKeyRecord] = dataclasses.field(default_factory=dict)
+    audit: dict[UUID, AuditRecord] = dataclasses.field(default_factory=dict)
+
+    def copy(self) -> FakeTables:
+        # Records are immutable, so copying the dicts isolates the copy.
+        return FakeTables(**{f.name: dict(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    def publish(self, staged: FakeTables) -> None:
+        # Update in place: the factory and earlier units of work hold these very dicts.
+        for f in dataclasses.fields(self):
+            table = getattr(self, f.name)
+            table.clear()
+            table.update(getattr(staged, f.name))
+
+
 class FakeUnitOfWork:
     """Stages writes in a copy and publishes them on commit, like a transaction."""
 
-    def __init__(self, committed: dict[str, ProductRecord]) -> None:
+    def __init__(self, committed: FakeTables) -> None:
         self._committed = committed
-        self._staged: dict[str, ProductRecord] = {}
+        self._staged = FakeTables()
 
     async def __aenter__(self) -> Self:
-        self._staged = dict(self._committed)
-        self.products = FakeProductRepository(self._staged)
+        staged = self._staged = self._committed.copy()
+        self.products = FakeProductRepository(staged.products)
+        self.users = FakeUserRepository(staged.users)
+        self.sessions = FakeSessionRepository(staged.sessions, staged.users)
+        self.refresh_tokens = FakeRefreshTokenRepository(staged.refresh_tokens, staged.sessions)
+        self.signing_keys = FakeSigningKeyRepository(staged.signing_keys)
+        self.audit = FakeAuditLog(staged.audit)
         return self
 
     async def __aexit__(
@@ -54,19 +227,26 @@ class FakeUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._staged = {}
+        self._staged = FakeTables()
 
     async def commit(self) -> None:
-        self._committed.clear()
-        self._committed.update(self._staged)
+        self._committed.publish(self._staged)
 
 
 class FakeUnitOfWorkFactory:
+    """Holds all committed state; ``rows`` are the products, the other tables sit beside it."""
+
     def __init__(self) -> None:
-        self.rows: dict[str, ProductRecord] = {}
+        self.tables = FakeTables()
+        self.rows = self.tables.products
+        self.users = self.tables.users
+        self.sessions = self.tables.sessions
+        self.refresh_tokens = self.tables.refresh_tokens
+        self.signing_keys = self.tables.signing_keys
+        self.audit = self.tables.audit
 
     def __call__(self) -> FakeUnitOfWork:
-        return FakeUnitOfWork(self.rows)
+        return FakeUnitOfWork(self.tables)
 
 
 class FakeProductCache:
@@ -75,3 +255,32 @@ class FakeProductCache:
 
     async def invalidate(self, skus: Sequence[str]) -> None:
         self.invalidated.extend(skus)
+
+
+class FakeSessionStateCache:
+    """Records what the auth service published for the gateway."""
+
+    def __init__(self) -> None:
+        self.active: set[UUID] = set()
+        self.revoked: set[UUID] = set()
+        self.users: dict[UUID, UserState] = {}
+
+    async def session_started(self, session_id: UUID) -> None:
+        self.active.add(session_id)
+
+    async def sessions_revoked(self, session_ids: Sequence[UUID]) -> None:
+        self.revoked.update(session_ids)
+        self.active.difference_update(session_ids)
+
+    async def user_changed(self, user_id: UUID, user: UserState) -> None:
+        self.users[user_id] = user
+
+
+class FakePasswordHasher:
+    """Plain, fast stand-in for argon2 in unit tests (the real one runs in e2e)."""
+
+    async def hash(self, password: str) -> str:
+        return "fake$" + password[::-1]
+
+    async def verify(self, encoded: str | None, password: str) -> bool:
+        return encoded is not None and encoded == "fake$" + password[::-1]

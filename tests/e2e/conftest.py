@@ -1,17 +1,41 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from cluster.settings import Settings
 
+STRONG_PASSWORD = "correct horse battery staple 42"
+
 
 @pytest.fixture(scope="session")
-def http(settings: Settings, cluster: list[object]) -> Iterator[httpx.Client]:
+def anon(settings: Settings, cluster: list[object]) -> Iterator[httpx.Client]:
+    """A client without credentials."""
     with httpx.Client(base_url=settings.base_url, timeout=30) as client:
+        yield client
+
+
+def register_and_login(client: httpx.Client, email: str | None = None) -> dict[str, Any]:
+    """A new customer's login answer (tokens and session id), plus its ``email``."""
+    email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
+    created = client.post("/auth/register", json={"email": email, "password": STRONG_PASSWORD})
+    assert created.status_code == 201, created.text
+    login = client.post("/auth/login", json={"email": email, "password": STRONG_PASSWORD})
+    assert login.status_code == 200, login.text
+    return {**login.json(), "email": email, "user_id": created.json()["id"]}
+
+
+@pytest.fixture(scope="session")
+def http(settings: Settings, anon: httpx.Client) -> Iterator[httpx.Client]:
+    """A client logged in as a customer (who may read products)."""
+    tokens = register_and_login(anon)
+    headers = {"authorization": f"Bearer {tokens['access_token']}"}
+    with httpx.Client(base_url=settings.base_url, timeout=30, headers=headers) as client:
         yield client
 
 

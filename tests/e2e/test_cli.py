@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from cluster.localstack import StackPaths
 from tests.conftest import _free_port
+from tests.e2e.conftest import STRONG_PASSWORD
 
 pytestmark = pytest.mark.slow
 SHOAL = str(Path(sys.executable).with_name("shoal"))
@@ -84,6 +85,15 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def register_and_login(client: httpx.Client, url: str) -> dict[str, str]:
+    email = "cli-user@example.com"
+    client.post(f"{url}/auth/register", json={"email": email, "password": STRONG_PASSWORD})
+    login = client.post(f"{url}/auth/login", json={"email": email, "password": STRONG_PASSWORD})
+    assert login.status_code == 200, login.text
+    tokens: dict[str, str] = login.json()
+    return tokens
+
+
 def shoal(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [SHOAL, *args], env=env, capture_output=True, text=True, timeout=300, check=False
@@ -118,6 +128,7 @@ def test_up_status_down_up_over_tls_keeps_data_and_leaves_nothing_behind(
     assert started.returncode == 0, started.stderr[-2000:]
     assert started.stdout.strip().splitlines()[-1] == url
     tls = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)), timeout=10)
+    tls.headers["authorization"] = "Bearer " + register_and_login(tls, url)["access_token"]
     product = tls.get(f"{url}/products/DEMO-TEA-001")
     assert product.status_code == 200
     assert product.headers["strict-transport-security"].startswith("max-age=")

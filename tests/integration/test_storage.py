@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from cluster import bootstrap
 from cluster.localstack import LocalStack
 from storage.connections import ConnectionConfig, Connections, ping_database, ping_redis
 from storage.errors import StorageUnavailableError
+from storage.migrate import alembic_config
 from storage.products import SqlUnitOfWorkFactory
 from tests.contracts.product_repository import product
 
@@ -31,7 +33,8 @@ async def test_migrations_are_at_head_and_rerunnable(
             .scalars()
             .all()
         )
-    assert version == "0001"
+    head = ScriptDirectory.from_config(alembic_config(stack.database_url)).get_current_head()
+    assert version == head
     assert {"sku", "available", "reserved", "partition", "version"} <= set(columns)
 
 

@@ -1,21 +1,12 @@
 from __future__ import annotations
 
 import httpx
-import redis.asyncio as aioredis
 
-from serve.app import GatewayDeps, create_app
-from storage.cache import CachePolicy, RedisProductCache
-from tests.fakes import FakeUnitOfWorkFactory
+from tests.unit.app_factory import offline_app
 
 
 def app_with(origins: tuple[str, ...]) -> httpx.AsyncClient:
-    deps = GatewayDeps(
-        uow=FakeUnitOfWorkFactory(),
-        cache=RedisProductCache(aioredis.Redis(), CachePolicy()),  # never reached here
-        checks={},
-        cors_origins=origins,
-    )
-    transport = httpx.ASGITransport(app=create_app(deps))
+    transport = httpx.ASGITransport(app=offline_app(origins))
     return httpx.AsyncClient(transport=transport, base_url="http://gw")
 
 

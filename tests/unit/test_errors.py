@@ -6,11 +6,18 @@ import pickle
 
 import pytest
 
+from actors.auth import errors as auth_errors
 from actors.inventory import errors as inventory_errors
 from serve.errors import BodyTooLargeError, problem_type_for
 from storage import errors as storage_errors
 
 SAMPLES: list[Exception] = [
+    auth_errors.AuthError("x"),
+    auth_errors.InvalidCredentialsError(),
+    auth_errors.InvalidInputError("email", "not an email"),
+    auth_errors.WeakPasswordError("too short"),
+    auth_errors.EmailTakenError(),
+    auth_errors.SessionNotFoundError("abc"),
     inventory_errors.InventoryError("x"),
     inventory_errors.InvalidProductError("price", "must be positive"),
     inventory_errors.ProductExistsError("SKU-1"),
@@ -28,7 +35,7 @@ SAMPLES: list[Exception] = [
 def test_every_error_class_has_a_sample() -> None:
     classes = {
         obj
-        for module in (inventory_errors, storage_errors)
+        for module in (auth_errors, inventory_errors, storage_errors)
         for obj in vars(module).values()
         if isinstance(obj, type)
         and issubclass(obj, Exception)
@@ -57,6 +64,10 @@ def test_error_survives_pickle(error: Exception) -> None:
         (storage_errors.ConflictError(), 500),
         (BodyTooLargeError(10), 413),
         (RuntimeError("boom"), 500),
+        (auth_errors.InvalidCredentialsError(), 401),
+        (auth_errors.WeakPasswordError("short"), 422),
+        (auth_errors.EmailTakenError(), 409),
+        (auth_errors.SessionNotFoundError("x"), 404),
     ],
 )
 def test_problem_status_of_each_error(error: Exception, status: int) -> None:

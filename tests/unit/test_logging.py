@@ -15,6 +15,7 @@ def test_log_lines_are_json_with_the_requests_trace_id(capsys: pytest.CaptureFix
         structlog.get_logger("x").info("something_happened", sku="S-1")
     finally:
         trace_id_var.reset(token)
+        structlog.reset_defaults()  # the captured stream closes after this test
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["event"] == "something_happened"
     assert line["trace_id"] == "abc123"

@@ -1,0 +1,1 @@
+"""Auth: users, credentials, sessions, refresh-token families and signing keys."""

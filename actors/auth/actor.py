@@ -1,0 +1,138 @@
+"""The auth actor: a thin Ray shell around :class:`AuthService`.
+
+One named, detached actor owns every credential change; the gateway verifies tokens
+itself and calls this actor only for logins, refreshes and session changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+from uuid import UUID
+
+from actors.auth.crypto import SecretBox
+from actors.auth.model import Rbac
+from actors.auth.passwords import Argon2Hasher, common_passwords
+from actors.auth.service import AuthService, IssuedTokens, TokenPolicy
+from storage.connections import ConnectionConfig, Connections
+from storage.products import SqlUnitOfWorkFactory
+from storage.records import SessionRecord, UserRecord
+from storage.session_cache import RedisSessionCache
+from storage.telemetry import ACTOR_CALLS, ACTOR_LATENCY, configure_logging, trace_id_var
+
+T = TypeVar("T")
+AUTH_ACTOR_NAME = "auth"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Everything the auth actor needs, as plain picklable values.
+
+    Attributes:
+        connections: PostgreSQL and Redis.
+        policy: token issuer, audience and lifetimes.
+        secret_keys: AES-256 keys (base64) that seal signing keys at rest, by key id.
+        current_secret_key: the key id new secrets are sealed with.
+        extra_roles: configured roles added to the built-in ones.
+        log_level: structlog level.
+    """
+
+    connections: ConnectionConfig
+    policy: TokenPolicy
+    secret_keys: dict[str, str]
+    current_secret_key: str
+    extra_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    log_level: str = "INFO"
+
+
+class AuthActor:
+    """Single writer of users, sessions, refresh tokens and signing keys."""
+
+    def __init__(self, config: AuthConfig) -> None:
+        configure_logging(config.log_level, component=AUTH_ACTOR_NAME)
+        self._config = config
+        self._conn = Connections(config.connections)
+        self._service: AuthService | None = None
+        self._starting: asyncio.Lock | None = None
+
+    async def _ready(self) -> AuthService:
+        if self._service is not None:
+            return self._service
+        self._starting = self._starting or asyncio.Lock()
+        async with self._starting:
+            if self._service is None:
+                cfg = self._config
+                keys = {kid: base64.b64decode(k) for kid, k in cfg.secret_keys.items()}
+                service = AuthService(
+                    SqlUnitOfWorkFactory(self._conn.engine),
+                    RedisSessionCache(self._conn.redis, cfg.policy.session_ttl_s),
+                    Argon2Hasher(),
+                    box=SecretBox(keys, cfg.current_secret_key),
+                    rbac=Rbac.with_extra(cfg.extra_roles),
+                    policy=cfg.policy,
+                    common_passwords=await asyncio.to_thread(common_passwords),
+                )
+                await service.start()
+                self._service = service
+        return self._service
+
+    async def _call(
+        self, method: str, trace_id: str, call: Callable[[AuthService], Awaitable[T]]
+    ) -> T:
+        token = trace_id_var.set(trace_id)
+        started, outcome = time.perf_counter(), "error"
+        try:
+            result = await call(await self._ready())
+            outcome = "ok"
+            return result
+        finally:
+            ACTOR_CALLS.labels(AUTH_ACTOR_NAME, method, outcome).inc()
+            ACTOR_LATENCY.labels(AUTH_ACTOR_NAME, method).observe(time.perf_counter() - started)
+            trace_id_var.reset(token)
+
+    async def info(self) -> str:
+        """Answer once the signing key is loaded (readiness)."""
+        await self._ready()
+        return "ok"
+
+    async def register(
+        self, email: str, password: str, display_name: str | None, trace_id: str = "-"
+    ) -> UserRecord:
+        """See :meth:`AuthService.register`."""
+        return await self._call(
+            "register", trace_id, lambda s: s.register(email, password, display_name)
+        )
+
+    async def login(
+        self, email: str, password: str, user_agent: str, trace_id: str = "-"
+    ) -> IssuedTokens:
+        """See :meth:`AuthService.login`."""
+        return await self._call("login", trace_id, lambda s: s.login(email, password, user_agent))
+
+    async def refresh(self, refresh_token: str, trace_id: str = "-") -> IssuedTokens:
+        """See :meth:`AuthService.refresh`."""
+        return await self._call("refresh", trace_id, lambda s: s.refresh(refresh_token))
+
+    async def revoke_session(
+        self, user_id: UUID, session_id: UUID, kind: str, trace_id: str = "-"
+    ) -> None:
+        """See :meth:`AuthService.revoke_session`."""
+        await self._call(
+            "revoke_session", trace_id, lambda s: s.revoke_session(user_id, session_id, kind)
+        )
+
+    async def sessions(self, user_id: UUID, trace_id: str = "-") -> list[SessionRecord]:
+        """See :meth:`AuthService.sessions`."""
+        return await self._call("sessions", trace_id, lambda s: s.sessions(user_id))
+
+    async def me(self, user_id: UUID, trace_id: str = "-") -> UserRecord:
+        """See :meth:`AuthService.me`."""
+        return await self._call("me", trace_id, lambda s: s.me(user_id))
+
+    async def rotate_key(self, trace_id: str = "-") -> str:
+        """See :meth:`AuthService.rotate_key`."""
+        return await self._call("rotate_key", trace_id, lambda s: s.rotate_key())

@@ -1,0 +1,331 @@
+"""Auth use cases: registration, login, token refresh with reuse detection, sessions, keys.
+
+Every change is committed to PostgreSQL first; the session/role cache in Redis is updated
+after the commit and before the answer, and retried in the background when Redis is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
+
+from actors.auth.crypto import SecretBox, SigningKey, hash_refresh_token, new_refresh_token
+from actors.auth.errors import EmailTakenError, InvalidCredentialsError, SessionNotFoundError
+from actors.auth.model import DEFAULT_ROLES, Rbac, check_password, normalize_email
+from storage.errors import ConflictError, StorageError
+from storage.ports import SessionStateCache, UnitOfWork, UnitOfWorkFactory
+from storage.records import AuditRecord, SessionRecord, SigningKeyRecord, UserRecord, UserState
+from storage.telemetry import trace_id_var
+
+log = structlog.get_logger(__name__)
+
+
+class PasswordHasherPort(Protocol):
+    """Slow, salted password hashing that does not block the event loop."""
+
+    async def hash(self, password: str) -> str:
+        """The encoded hash of ``password``."""
+        ...
+
+    async def verify(self, encoded: str | None, password: str) -> bool:
+        """Whether ``password`` matches ``encoded`` (``None``: no such user, same cost)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    """Who issues tokens, for whom, and for how long.
+
+    Attributes:
+        issuer: the ``iss`` claim.
+        audience: the ``aud`` claim.
+        access_ttl_s: access token lifetime (at most 15 minutes).
+        session_ttl_s: how long a session can be refreshed after it began.
+    """
+
+    issuer: str = "shoal"
+    audience: str = "shoal-api"
+    access_ttl_s: int = 900
+    session_ttl_s: int = 30 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    """What a successful login or refresh returns."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: UUID
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, StorageError) and exc.retryable
+
+
+class AuthService:
+    """Owns users, sessions, refresh tokens and signing keys.
+
+    Args:
+        uow: makes a unit of work (one PostgreSQL transaction) per call.
+        cache: the session/role state the gateway reads on every request.
+        hasher: password hashing.
+        box: seals signing keys at rest.
+        rbac: the roles that exist.
+        policy: token lifetimes, issuer and audience.
+        common_passwords: passwords refused at registration.
+        clock: the current time.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        cache: SessionStateCache,
+        hasher: PasswordHasherPort,
+        *,
+        box: SecretBox,
+        rbac: Rbac,
+        policy: TokenPolicy,
+        common_passwords: frozenset[str],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._uow, self._cache, self._hasher, self._box = uow, cache, hasher, box
+        self._rbac, self._policy, self._common, self._clock = rbac, policy, common_passwords, clock
+        self._key: SigningKey | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # -- keys ---------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Load the newest signing key, creating the first one; returns its ``kid``."""
+        async with self._uow() as uow:
+            published = await uow.signing_keys.published(self._clock(), self._key_grace)
+        current = next((k for k in published if k.retired_at is None), None)
+        if current is None:
+            return await self.rotate_key()
+        self._key = self._unseal(current)
+        return current.kid
+
+    async def rotate_key(self) -> str:
+        """Sign with a new key from now on; the old one verifies until its tokens expire."""
+        key, now = SigningKey.generate(), self._clock()
+        sealed = self._box.seal(key.private_pem, key.kid.encode())
+        async with self._uow() as uow:
+            for old in await uow.signing_keys.published(now, self._key_grace):
+                if old.retired_at is None:
+                    await uow.signing_keys.retire(old.kid, now)
+            await uow.signing_keys.add(SigningKeyRecord(key.kid, sealed, key.public_jwk, now, None))
+            await self._audit(uow, "key_rotated", None, None, {"kid": key.kid})
+            await uow.commit()
+        self._key = key
+        return key.kid
+
+    @property
+    def _key_grace(self) -> timedelta:
+        return timedelta(seconds=self._policy.access_ttl_s + 60)
+
+    def _unseal(self, record: SigningKeyRecord) -> SigningKey:
+        pem = self._box.open(record.private_key, record.kid.encode())
+        return SigningKey(record.kid, pem, record.public_jwk)
+
+    # -- accounts -------------------------------------------------------------------------
+
+    async def register(self, email: str, password: str, display_name: str | None) -> UserRecord:
+        """Create a customer account.
+
+        Raises:
+            InvalidInputError: the email is malformed or the password weak.
+            EmailTakenError: the email is registered already.
+        """
+        normalized = normalize_email(email)
+        check_password(password, normalized, self._common)
+        user = UserRecord(
+            id=uuid.uuid4(),
+            email=normalized,
+            password_hash=await self._hasher.hash(password),
+            display_name=display_name,
+            roles=DEFAULT_ROLES,
+            disabled=False,
+            created_at=self._clock(),
+        )
+        try:
+            async with self._uow() as uow:
+                user = await uow.users.add(user)
+                await self._audit(uow, "user_registered", user.id, None, {})
+                await uow.commit()
+        except ConflictError:
+            raise EmailTakenError() from None
+        return user
+
+    async def me(self, user_id: UUID) -> UserRecord:
+        """The caller's account.
+
+        Raises:
+            InvalidCredentialsError: it no longer exists or is disabled.
+        """
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None or user.disabled:
+            raise InvalidCredentialsError()
+        return user
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def login(self, email: str, password: str, user_agent: str) -> IssuedTokens:
+        """Check the password and open a session.
+
+        Raises:
+            InvalidCredentialsError: wrong email or password, or a disabled account
+                (indistinguishable, in the answer and in the time it takes).
+        """
+        try:
+            normalized = normalize_email(email)
+        except ValueError:
+            normalized = ""
+        async with self._uow() as uow:
+            user = await uow.users.by_email(normalized) if normalized else None
+        matches = await self._hasher.verify(user.password_hash if user else None, password)
+        if user is None or not matches or user.disabled:
+            async with self._uow() as uow:
+                await self._audit(uow, "login_failed", user.id if user else None, None, {})
+                await uow.commit()
+            raise InvalidCredentialsError()
+        now = self._clock()
+        session = SessionRecord(uuid.uuid4(), user.id, now, now, user_agent[:256], None)
+        token, token_hash = new_refresh_token()
+        async with self._uow() as uow:
+            await uow.sessions.add(session)
+            await uow.refresh_tokens.add(token_hash, session.id)
+            await self._audit(
+                uow, "login_succeeded", user.id, user.id, {"session": str(session.id)}
+            )
+            await uow.commit()
+        await self._publish(lambda: self._cache.session_started(session.id))
+        await self._publish(
+            lambda: self._cache.user_changed(user.id, UserState(user.roles, user.disabled))
+        )
+        return self._issue(user.id, session.id, token)
+
+    async def refresh(self, refresh_token: str) -> IssuedTokens:
+        """Spend a refresh token for a new pair; a spent one revokes its whole session.
+
+        Raises:
+            InvalidCredentialsError: the token is unknown, spent, or its session is over.
+        """
+        token_hash, now = hash_refresh_token(refresh_token), self._clock()
+        new_token, new_hash = new_refresh_token()
+        async with self._uow() as uow:
+            session_id = await uow.refresh_tokens.spend(token_hash, now)
+            if session_id is None:
+                reused = await uow.refresh_tokens.session_of(token_hash)
+                if reused is not None and await uow.sessions.revoke(reused, now):
+                    await self._audit(
+                        uow, "refresh_reuse_detected", None, None, {"session": str(reused)}
+                    )
+                    await uow.commit()
+                    await self._publish(lambda: self._cache.sessions_revoked([reused]))
+                raise InvalidCredentialsError()
+            session = await uow.sessions.get(session_id)
+            user = await uow.users.get(session.user_id) if session else None
+            if session is None or user is None or not self._usable(session, user, now):
+                raise InvalidCredentialsError()
+            await uow.refresh_tokens.add(new_hash, session.id)
+            await uow.sessions.touch(session.id, now)
+            await uow.commit()
+        return self._issue(user.id, session.id, new_token)
+
+    def _usable(self, session: SessionRecord, user: UserRecord, now: datetime) -> bool:
+        expired = now - session.created_at > timedelta(seconds=self._policy.session_ttl_s)
+        return session.revoked_at is None and not user.disabled and not expired
+
+    async def sessions(self, user_id: UUID) -> list[SessionRecord]:
+        """The caller's open sessions, newest first."""
+        async with self._uow() as uow:
+            return await uow.sessions.active_for_user(user_id)
+
+    async def revoke_session(
+        self, user_id: UUID, session_id: UUID, kind: str = "session_revoked"
+    ) -> None:
+        """End one of the caller's sessions (logout ends the current one).
+
+        Raises:
+            SessionNotFoundError: it is not one of the caller's open sessions.
+        """
+        async with self._uow() as uow:
+            session = await uow.sessions.get(session_id)
+            if session is None or session.user_id != user_id:
+                raise SessionNotFoundError(str(session_id))
+            if await uow.sessions.revoke(session_id, self._clock()):
+                await self._audit(uow, kind, user_id, user_id, {"session": str(session_id)})
+                await uow.commit()
+        await self._publish(lambda: self._cache.sessions_revoked([session_id]))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _issue(self, user_id: UUID, session_id: UUID, refresh_token: str) -> IssuedTokens:
+        assert self._key is not None, "start() loads the signing key"
+        now = int(self._clock().timestamp())
+        ttl = self._policy.access_ttl_s
+        claims = {
+            "iss": self._policy.issuer,
+            "aud": self._policy.audience,
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "jti": secrets.token_hex(16),
+            "iat": now,
+            "exp": now + ttl,
+        }
+        return IssuedTokens(self._key.sign(claims), refresh_token, ttl, session_id)
+
+    async def _audit(
+        self,
+        uow: UnitOfWork,
+        kind: str,
+        user_id: UUID | None,
+        actor_id: UUID | None,
+        detail: Mapping[str, str],
+    ) -> None:
+        record = AuditRecord(
+            uuid.uuid4(),
+            self._clock(),
+            kind,
+            user_id,
+            actor_id,
+            trace_id_var.get(),
+            json.dumps(detail),
+        )
+        await uow.audit.add(record)
+
+    async def _publish(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Apply a cache write now; when Redis is away keep retrying it in the background."""
+        task = asyncio.ensure_future(self._retry(write))
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=0.5)
+        except TimeoutError:
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            log.warning("auth_cache_write_deferred")
+
+    @staticmethod
+    async def _retry(write: Callable[[], Awaitable[None]]) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_is_retryable),
+            wait=wait_random_exponential(multiplier=0.05, max=2),
+        ):
+            with attempt:
+                await write()

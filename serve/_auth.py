@@ -1,0 +1,218 @@
+"""Who is calling: access tokens verified in the replica, sessions and roles checked per request.
+
+No actor is crossed: the signature is checked with public keys read from PostgreSQL and
+kept in the replica, then one Redis round trip says whether the session is still open
+and what roles the user has now. When Redis cannot answer or has forgotten, PostgreSQL
+(the truth) answers and Redis is refilled.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import jwt
+import structlog
+from starlette.requests import Request
+
+from actors.auth.crypto import ALGORITHM
+from actors.auth.model import Rbac
+from storage.errors import StorageError
+from storage.ports import UnitOfWorkFactory
+from storage.records import UserState
+from storage.session_cache import RedisSessionCache
+
+_KID = re.compile(r"[0-9a-f]{16}")
+_REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp"]
+_KEY_REFRESH_S = 5.0
+_VERIFIED_CACHE = 10_000
+log = structlog.get_logger(__name__)
+
+
+class UnauthenticatedError(Exception):
+    """No valid access token, or its session is over: 401 with ``WWW-Authenticate``."""
+
+
+class ForbiddenError(Exception):
+    """Authenticated, but the route's permission is not granted: 403."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one request."""
+
+    user_id: UUID
+    session_id: UUID
+    roles: tuple[str, ...]
+    permissions: frozenset[str]
+
+
+class _PublicKeys:
+    """Signing keys' public halves by ``kid``, reloaded at most every few seconds."""
+
+    def __init__(self, uow: UnitOfWorkFactory, grace: timedelta) -> None:
+        self._uow, self._grace = uow, grace
+        self._keys: dict[str, Any] = {}
+        self._jwks: list[dict[str, Any]] = []
+        self._loaded_at = float("-inf")
+
+    async def get(self, kid: str) -> Any | None:
+        if kid not in self._keys and time.monotonic() - self._loaded_at > _KEY_REFRESH_S:
+            await self.reload()
+        return self._keys.get(kid)
+
+    async def jwks(self) -> list[dict[str, Any]]:
+        if time.monotonic() - self._loaded_at > _KEY_REFRESH_S:
+            await self.reload()
+        return self._jwks
+
+    async def reload(self) -> None:
+        async with self._uow() as uow:
+            records = await uow.signing_keys.published(datetime.now(UTC), self._grace)
+        jwks = [json.loads(r.public_jwk) for r in records]
+        self._keys = {jwk["kid"]: jwt.PyJWK(jwk).key for jwk in jwks}
+        self._jwks, self._loaded_at = jwks, time.monotonic()
+
+
+class Authenticator:
+    """Turns an ``Authorization`` header into a :class:`Principal`, or refuses it."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        cache: RedisSessionCache,
+        rbac: Rbac,
+        *,
+        issuer: str,
+        audience: str,
+        key_grace: timedelta,
+    ) -> None:
+        self._uow, self._cache, self._rbac = uow, cache, rbac
+        self._issuer, self._audience = issuer, audience
+        self.keys = _PublicKeys(uow, key_grace)
+        self._verified: OrderedDict[str, tuple[UUID, UUID, int]] = OrderedDict()
+
+    async def principal(self, authorization: str | None) -> Principal:
+        """The caller, after signature, claims, session and account checks.
+
+        Raises:
+            UnauthenticatedError: any of them failed.
+        """
+        user_id, session_id = await self._verify(_bearer(authorization))
+        active, user = await self._state(user_id, session_id)
+        if not active or user.disabled:
+            raise UnauthenticatedError()
+        return Principal(user_id, session_id, user.roles, self._rbac.permissions(user.roles))
+
+    async def _verify(self, token: str) -> tuple[UUID, UUID]:
+        known = self._verified.get(token)
+        if known is not None and known[2] > time.time():
+            return known[0], known[1]
+        try:
+            header = jwt.get_unverified_header(token)
+            kid = header.get("kid")
+            if (
+                header.get("alg") != ALGORITHM
+                or not isinstance(kid, str)
+                or not _KID.fullmatch(kid)
+            ):
+                raise UnauthenticatedError()
+            key = await self.keys.get(kid)
+            if key is None:
+                raise UnauthenticatedError()
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": _REQUIRED},
+                leeway=5,
+            )
+            user_id, session_id = UUID(str(claims["sub"])), UUID(str(claims["sid"]))
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise UnauthenticatedError() from None
+        self._remember(token, user_id, session_id, int(claims["exp"]))
+        return user_id, session_id
+
+    def _remember(self, token: str, user_id: UUID, session_id: UUID, exp: int) -> None:
+        self._verified[token] = (user_id, session_id, exp)
+        if len(self._verified) > _VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+
+    async def _state(self, user_id: UUID, session_id: UUID) -> tuple[bool, UserState]:
+        try:
+            cached = await self._cache.lookup(session_id, user_id)
+        except StorageError:
+            log.warning("session_cache_unavailable")
+            return await self._from_database(user_id, session_id, fill=False)
+        if cached.session_active is None or cached.user is None:
+            return await self._from_database(user_id, session_id, fill=True)
+        return cached.session_active, cached.user
+
+    async def _from_database(
+        self, user_id: UUID, session_id: UUID, fill: bool
+    ) -> tuple[bool, UserState]:
+        async with self._uow() as uow:
+            session = await uow.sessions.get(session_id)
+            user = await uow.users.get(user_id)
+        if user is None or session is None or session.user_id != user_id:
+            raise UnauthenticatedError()
+        active, state = session.revoked_at is None, UserState(user.roles, user.disabled)
+        if fill:
+            try:
+                await self._cache.fill(session_id, active, user_id, state)
+            except StorageError:
+                log.warning("session_cache_fill_failed")
+        return active, state
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise UnauthenticatedError()
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 4096:
+        raise UnauthenticatedError()
+    return token
+
+
+PUBLIC = "public"
+AUTHENTICATED = "authenticated"
+
+
+class Require:
+    """A route's declared permission, as a FastAPI dependency returning the caller.
+
+    ``Require(PUBLIC)`` admits anyone (and returns ``None``); ``Require(AUTHENTICATED)``
+    any valid session; anything else is a ``resource:action[:own]`` permission. The app
+    refuses to start with a route that declares none (deny by default).
+    """
+
+    def __init__(self, permission: str) -> None:
+        self.permission = permission
+
+    async def __call__(self, request: Request) -> Principal | None:
+        if self.permission == PUBLIC:
+            return None
+        authenticator: Authenticator = request.app.state.authenticator
+        principal = await authenticator.principal(request.headers.get("authorization"))
+        if self.permission != AUTHENTICATED and not Rbac.allows(
+            principal.permissions, self.permission
+        ):
+            raise ForbiddenError()
+        return principal
+
+
+def declared_permission(route: Any) -> str | None:
+    """The permission a FastAPI route declares through :class:`Require`, if any."""
+    for dependency in route.dependant.dependencies:
+        if isinstance(dependency.call, Require):
+            return dependency.call.permission
+    return None

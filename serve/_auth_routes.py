@@ -1,0 +1,115 @@
+"""``/auth/*`` and the JWKS: adapters that validate, call the auth actor, and shape answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import Depends, FastAPI, Path, Request, Response
+from fastapi.responses import JSONResponse
+
+from actors.auth.errors import SessionNotFoundError
+from serve._auth import AUTHENTICATED, PUBLIC, Principal, Require
+from serve.schemas import (
+    LoginIn,
+    MeOut,
+    RefreshIn,
+    RegisterIn,
+    SessionOut,
+    SessionsOut,
+    TokensOut,
+    UserOut,
+)
+from storage.telemetry import trace_id_var
+
+Caller = Annotated[Principal, Depends(Require(AUTHENTICATED))]
+Anyone = Depends(Require(PUBLIC))
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _tokens(issued: Any) -> JSONResponse:
+    body = TokensOut(
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_in=issued.expires_in,
+        session_id=issued.session_id,
+    )
+    return JSONResponse(body.model_dump(mode="json"), headers=_NO_STORE)
+
+
+def auth_routes(app: FastAPI, auth_actor: Any) -> None:
+    """Add the auth routes; ``auth_actor`` is an async getter of the auth actor's handle."""
+
+    @app.post("/auth/register", tags=["auth"], status_code=201, dependencies=[Anyone])
+    async def register(body: RegisterIn) -> UserOut:
+        actor = await auth_actor()
+        user = await actor.register.remote(
+            body.email, body.password, body.display_name, trace_id_var.get()
+        )
+        return UserOut(id=user.id, email=user.email, roles=list(user.roles))
+
+    @app.post("/auth/login", tags=["auth"], response_model=TokensOut, dependencies=[Anyone])
+    async def login(body: LoginIn, request: Request) -> JSONResponse:
+        actor = await auth_actor()
+        agent = request.headers.get("user-agent", "")
+        return _tokens(
+            await actor.login.remote(body.email, body.password, agent, trace_id_var.get())
+        )
+
+    @app.post("/auth/refresh", tags=["auth"], response_model=TokensOut, dependencies=[Anyone])
+    async def refresh(body: RefreshIn) -> JSONResponse:
+        actor = await auth_actor()
+        return _tokens(await actor.refresh.remote(body.refresh_token, trace_id_var.get()))
+
+    @app.post("/auth/logout", tags=["auth"], status_code=204)
+    async def logout(caller: Caller) -> Response:
+        actor = await auth_actor()
+        await actor.revoke_session.remote(
+            caller.user_id, caller.session_id, "logout", trace_id_var.get()
+        )
+        return Response(status_code=204)
+
+    @app.get("/auth/sessions", tags=["auth"])
+    async def sessions(caller: Caller) -> SessionsOut:
+        actor = await auth_actor()
+        records = await actor.sessions.remote(caller.user_id, trace_id_var.get())
+        items = [
+            SessionOut(
+                id=r.id,
+                created_at=r.created_at,
+                last_used_at=r.last_used_at,
+                user_agent=r.user_agent,
+                current=r.id == caller.session_id,
+            )
+            for r in records
+        ]
+        return SessionsOut(items=items)
+
+    @app.delete("/auth/sessions/{session_id}", tags=["auth"], status_code=204)
+    async def revoke(caller: Caller, session_id: Annotated[str, Path(max_length=64)]) -> Response:
+        try:
+            target = UUID(session_id)
+        except ValueError:
+            raise SessionNotFoundError(session_id) from None
+        actor = await auth_actor()
+        await actor.revoke_session.remote(
+            caller.user_id, target, "session_revoked", trace_id_var.get()
+        )
+        return Response(status_code=204)
+
+    @app.get("/auth/me", tags=["auth"])
+    async def me(caller: Caller) -> MeOut:
+        actor = await auth_actor()
+        user = await actor.me.remote(caller.user_id, trace_id_var.get())
+        return MeOut(
+            id=user.id,
+            email=user.email,
+            roles=list(user.roles),
+            permissions=sorted(caller.permissions),
+            mfa_enabled=False,
+        )
+
+    @app.get("/.well-known/jwks.json", tags=["auth"], dependencies=[Anyone])
+    async def jwks(request: Request) -> JSONResponse:
+        keys = await request.app.state.authenticator.keys.jwks()
+        return JSONResponse({"keys": keys}, headers={"Cache-Control": "public, max-age=60"})

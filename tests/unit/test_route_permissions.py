@@ -1,0 +1,42 @@
+"""Deny by default: every route declares its permission, and an undeclared one stops the app."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from serve._auth import PUBLIC, declared_permission
+from serve.app import _refuse_undeclared
+from tests.unit.app_factory import offline_app
+
+# The contract's public routes (API.md); everything else needs a token.
+PUBLIC_ROUTES = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/.well-known/jwks.json",
+    "/auth/register",
+    "/auth/login",
+    "/auth/refresh",
+}
+
+
+def test_every_route_declares_a_permission_and_only_contract_routes_are_public() -> None:
+    routes = [r for r in offline_app().routes if isinstance(r, APIRoute)]
+    assert routes
+    declared = {r.path: declared_permission(r) for r in routes}
+    assert None not in declared.values(), declared
+    assert {path for path, p in declared.items() if p == PUBLIC} == PUBLIC_ROUTES
+    assert declared["/products/{sku}"] == "products:read"
+
+
+def test_a_route_without_a_permission_stops_the_app() -> None:
+    app = FastAPI()
+
+    @app.get("/forgotten")
+    async def forgotten() -> dict[str, str]:
+        return {}
+
+    with pytest.raises(RuntimeError, match="/forgotten declares no permission"):
+        _refuse_undeclared(app)
