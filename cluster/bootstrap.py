@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
 
 from actors.auth.actor import AUTH_ACTOR_NAME, AuthActor, AuthConfig
+from actors.auth.errors import EmailTakenError
 from actors.auth.service import TokenPolicy
 from actors.inventory.actor import InventoryShardActor, ShardInfo, shard_actor_name
 from actors.inventory.model import NewProduct, Partitioning
@@ -141,6 +143,7 @@ def ensure_auth_actor(settings: Settings, stack: LocalStack) -> Any:
         current_secret_key=current,
         extra_roles=_extra_roles(settings),
         log_level=settings.log_level,
+        login_window_s=settings.login_window_s,
     )
     return (
         ray.remote(AuthActor)
@@ -169,6 +172,33 @@ def start_actors(settings: Settings, stack: LocalStack, timeout_s: float = 120) 
     shard_infos(shards, timeout_s)
     ray.get(auth.info.remote(), timeout=timeout_s)
     return shards
+
+
+def auth_actor(settings: Settings) -> Any:
+    """The running auth actor's handle (the driver must be connected)."""
+    return ray.get_actor(AUTH_ACTOR_NAME, namespace=settings.namespace)
+
+
+def ensure_admin(settings: Settings, timeout_s: float = 60) -> str | None:
+    """With ``admin_email`` and ``admin_password`` set, make sure that user exists as an admin.
+
+    Creates the user, or grants ``admin`` to an existing one (its password is left alone);
+    running it again changes nothing. Returns the email, or ``None`` when not configured.
+    """
+    if settings.admin_email is None or settings.admin_password is None:
+        return None
+    handle, trace_id = auth_actor(settings), uuid.uuid4().hex
+    password = settings.admin_password.get_secret_value()
+    try:
+        ray.get(
+            handle.create_user.remote(settings.admin_email, password, ["admin"], trace_id),
+            timeout=timeout_s,
+        )
+    except EmailTakenError:
+        ray.get(
+            handle.grant_role.remote(settings.admin_email, "admin", trace_id), timeout=timeout_s
+        )
+    return settings.admin_email
 
 
 def shard_infos(handles: list[Any], timeout_s: float = 30.0) -> list[ShardInfo]:
@@ -211,6 +241,11 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
         actor_names=(*shard_names(settings), AUTH_ACTOR_NAME),
         token_policy=token_policy(settings),
         extra_roles=_extra_roles(settings),
+        rate_limits={
+            "default": (settings.rate_limit_per_s, settings.rate_limit_burst),
+            "auth": (settings.auth_rate_limit_per_s, settings.auth_rate_limit_burst),
+        },
+        trusted_proxies=tuple(str(p) for p in settings.trusted_proxies),
         max_body=settings.max_body_bytes,
         max_in_flight=settings.gateway_max_in_flight,
         cors_origins=tuple(settings.cors_origins),

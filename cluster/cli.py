@@ -76,6 +76,9 @@ def up(
     stack = LocalStack(settings)
     if all(stack.running().values()) and _ready(settings):
         console.print(f"shoal is already running at {settings.base_url}; nothing changed")
+        if settings.admin_email is not None:
+            bootstrap.connect(settings, stack)
+            _ensure_admin(settings)
         if demo:
             bootstrap.connect(settings, stack)
             handles = bootstrap.ensure_inventory_shards(settings, stack)
@@ -91,6 +94,7 @@ def up(
         bootstrap.connect(settings, stack)
         status.update("starting the actors")
         handles = bootstrap.start_actors(settings, stack)
+        _ensure_admin(settings)
         status.update("deploying the gateway")
         bootstrap.deploy_gateway(settings, stack)
         status.update("waiting for /readyz")
@@ -173,6 +177,108 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
     for name, dep in report.get("deployments", {}).items():
         out.print(f"deployment {name}: {dep['status']} replicas={dep['replicas']}")
     out.print(f"cache hit ratio: {report['cache_hit_ratio']}")
+
+
+users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage the keys that sign access tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+Email = Annotated[str, typer.Option("--email", help="the user's email")]
+
+
+def _ensure_admin(settings: Settings) -> None:
+    from actors.auth.errors import AuthError
+    from cluster import bootstrap
+
+    try:
+        email = bootstrap.ensure_admin(settings)
+    except AuthError as exc:
+        raise StackError(f"admin user {settings.admin_email}: {_explain(exc)}") from None
+    if email is not None:
+        console.print(f"admin user {email} is ready")
+
+
+def _explain(exc: BaseException) -> str:
+    from actors.auth.errors import (
+        EmailTakenError,
+        InvalidInputError,
+        TooManyAttemptsError,
+        UnknownUserError,
+    )
+
+    if isinstance(exc, InvalidInputError):
+        return f"{exc.field}: {exc.message}"
+    if isinstance(exc, EmailTakenError):
+        return "a user with this email exists already"
+    if isinstance(exc, UnknownUserError):
+        return f"no user {exc.user!r}"
+    if isinstance(exc, TooManyAttemptsError):
+        return str(exc)
+    return type(exc).__name__
+
+
+def _call_auth(method: str, *args: object) -> Any:
+    """Call the running stack's auth actor; auth refusals become a clear error line."""
+    import uuid
+
+    import ray
+
+    from actors.auth.errors import AuthError
+    from cluster import bootstrap
+
+    settings = _settings()
+    bootstrap.connect(settings, LocalStack(settings))
+    handle = bootstrap.auth_actor(settings)
+    try:
+        return ray.get(getattr(handle, method).remote(*args, uuid.uuid4().hex), timeout=60)
+    except AuthError as exc:
+        raise StackError(_explain(exc)) from None
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@users_app.command("create")
+def users_create(
+    email: Email,
+    role: Annotated[list[str], typer.Option("--role", help="a role to give (repeat for several)")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from one line of stdin")
+    ] = False,
+) -> None:
+    """Create a user with the given roles (the password is asked for, hidden)."""
+    password = _read_password(password_stdin)
+    user = _call_auth("create_user", email, password, list(role))
+    console.print(f"created {user.email} with roles {', '.join(user.roles)}")
+    typer.echo(str(user.id))
+
+
+@users_app.command("grant")
+def users_grant(
+    email: Email, role: Annotated[str, typer.Option("--role", help="the role to add")]
+) -> None:
+    """Add a role to a user; it applies to the user's next request."""
+    user = _call_auth("grant_role", email, role)
+    console.print(f"{user.email} now has roles {', '.join(user.roles)}")
+
+
+@users_app.command("disable")
+def users_disable(email: Email) -> None:
+    """Refuse the user's logins and revoke every session of theirs."""
+    _call_auth("disable_user_by_email", email)
+    console.print(f"{email} is disabled and its sessions are revoked")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Sign with a new key; tokens signed with the previous one stay valid until they expire."""
+    kid = _call_auth("rotate_key")
+    console.print("new signing key; tokens signed before stay valid until they expire")
+    typer.echo(kid)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.connections import PoolBudget
@@ -74,6 +74,25 @@ class Settings(BaseSettings):
     tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed to call the API from a browser"
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [IPvAnyNetwork("127.0.0.1")],  # type: ignore[operator]
+        description="peers whose last X-Forwarded-For address is taken as the client's",
+    )
+    rate_limit_per_s: float = Field(
+        default=50, gt=0, description="requests per second per user on authenticated routes"
+    )
+    rate_limit_burst: int = Field(default=100, ge=1, description="burst per user")
+    auth_rate_limit_per_s: float = Field(
+        default=2, gt=0, description="per client address on register/login/refresh"
+    )
+    auth_rate_limit_burst: int = Field(default=20, ge=1)
+    login_window_s: int = Field(
+        default=900, ge=1, le=900, description="how long failed logins are counted"
+    )
+    admin_email: str | None = Field(default=None, description="`up` ensures this admin user")
+    admin_password: SecretStr | None = Field(
+        default=None, description="password of admin_email when `up` creates it"
     )
 
     partitions: int = Field(default=64, ge=1)

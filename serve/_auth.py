@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,9 +23,11 @@ import structlog
 from starlette.requests import Request
 
 from actors.auth.crypto import ALGORITHM
-from actors.auth.model import Rbac
+from actors.auth.model import Rbac, client_address
+from serve._ratelimit import LocalLimiter, RateLimitedError
 from storage.errors import StorageError
 from storage.ports import UnitOfWorkFactory
+from storage.ratelimit import RateDecision, RateSpec, RedisRateLimiter, rate_key
 from storage.records import UserState
 from storage.session_cache import RedisSessionCache
 
@@ -32,6 +35,8 @@ _KID = re.compile(r"[0-9a-f]{16}")
 _REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp"]
 _KEY_REFRESH_S = 5.0
 _VERIFIED_CACHE = 10_000
+DEFAULT_GROUP = "default"
+AUTH_GROUP = "auth"
 log = structlog.get_logger(__name__)
 
 
@@ -89,26 +94,50 @@ class Authenticator:
         cache: RedisSessionCache,
         rbac: Rbac,
         *,
+        limiter: RedisRateLimiter,
+        limits: Mapping[str, RateSpec],
         issuer: str,
         audience: str,
         key_grace: timedelta,
     ) -> None:
         self._uow, self._cache, self._rbac = uow, cache, rbac
+        self._limiter, self._limits, self._local = limiter, limits, LocalLimiter()
         self._issuer, self._audience = issuer, audience
         self.keys = _PublicKeys(uow, key_grace)
         self._verified: OrderedDict[str, tuple[UUID, UUID, int]] = OrderedDict()
 
-    async def principal(self, authorization: str | None) -> Principal:
-        """The caller, after signature, claims, session and account checks.
+    async def principal(
+        self, authorization: str | None, group: str = DEFAULT_GROUP
+    ) -> tuple[Principal, RateDecision]:
+        """The caller, after signature, claims, session, account and rate checks.
 
         Raises:
-            UnauthenticatedError: any of them failed.
+            UnauthenticatedError: the token, session or account is not valid.
+            RateLimitedError: the caller is over the group's limit.
         """
         user_id, session_id = await self._verify(_bearer(authorization))
-        active, user = await self._state(user_id, session_id)
+        decision, active, user = await self._state(user_id, session_id, group)
         if not active or user.disabled:
             raise UnauthenticatedError()
-        return Principal(user_id, session_id, user.roles, self._rbac.permissions(user.roles))
+        if not decision.allowed:
+            raise RateLimitedError(decision)
+        principal = Principal(user_id, session_id, user.roles, self._rbac.permissions(user.roles))
+        return principal, decision
+
+    async def limit_anonymous(self, address: str | None, group: str) -> RateDecision | None:
+        """Rate-limit a public route by client address (``None``: address unknown, no limit).
+
+        Fails closed: when Redis cannot answer, the error propagates (503).
+
+        Raises:
+            RateLimitedError: the address is over the group's limit.
+        """
+        if address is None:
+            return None
+        decision, _, _ = await self._limiter.hit(rate_key(group, address), self._limits[group])
+        if not decision.allowed:
+            raise RateLimitedError(decision)
+        return decision
 
     async def _verify(self, token: str) -> tuple[UUID, UUID]:
         known = self._verified.get(token)
@@ -146,15 +175,23 @@ class Authenticator:
         if len(self._verified) > _VERIFIED_CACHE:
             self._verified.popitem(last=False)
 
-    async def _state(self, user_id: UUID, session_id: UUID) -> tuple[bool, UserState]:
+    async def _state(
+        self, user_id: UUID, session_id: UUID, group: str
+    ) -> tuple[RateDecision, bool, UserState]:
+        """One Redis round trip: a GCRA step on the user's bucket, the session, the roles."""
+        key, spec = rate_key(group, str(user_id)), self._limits[group]
         try:
-            cached = await self._cache.lookup(session_id, user_id)
+            decision, session, user = await self._limiter.hit(
+                key, spec, self._cache.keys(session_id, user_id)
+            )
         except StorageError:
             log.warning("session_cache_unavailable")
-            return await self._from_database(user_id, session_id, fill=False)
+            decision = self._local.hit(key, spec, group)
+            return (decision, *await self._from_database(user_id, session_id, fill=False))
+        cached = self._cache.decode(session, user)
         if cached.session_active is None or cached.user is None:
-            return await self._from_database(user_id, session_id, fill=True)
-        return cached.session_active, cached.user
+            return (decision, *await self._from_database(user_id, session_id, fill=True))
+        return decision, cached.session_active, cached.user
 
     async def _from_database(
         self, user_id: UUID, session_id: UUID, fill: bool
@@ -192,22 +229,40 @@ class Require:
 
     ``Require(PUBLIC)`` admits anyone (and returns ``None``); ``Require(AUTHENTICATED)``
     any valid session; anything else is a ``resource:action[:own]`` permission. The app
-    refuses to start with a route that declares none (deny by default).
+    refuses to start with a route that declares none (deny by default). Authenticated
+    routes are rate-limited per user in ``group``; public routes only when a ``group`` is
+    given, per client address. The verdict goes to ``request.state.rate_limit`` for the
+    ``RateLimit-*`` headers.
     """
 
-    def __init__(self, permission: str) -> None:
+    def __init__(self, permission: str, group: str | None = None) -> None:
         self.permission = permission
+        self.group = group
 
     async def __call__(self, request: Request) -> Principal | None:
-        if self.permission == PUBLIC:
-            return None
         authenticator: Authenticator = request.app.state.authenticator
-        principal = await authenticator.principal(request.headers.get("authorization"))
+        if self.permission == PUBLIC:
+            if self.group is not None:
+                address = request_client(request)
+                request.state.rate_limit = await authenticator.limit_anonymous(address, self.group)
+            return None
+        principal, decision = await authenticator.principal(
+            request.headers.get("authorization"), self.group or DEFAULT_GROUP
+        )
+        request.state.rate_limit = decision
         if self.permission != AUTHENTICATED and not Rbac.allows(
             principal.permissions, self.permission
         ):
             raise ForbiddenError()
         return principal
+
+
+def request_client(request: Request) -> str | None:
+    """The calling client's address, as :func:`actors.auth.model.client_address` resolves it."""
+    peer = request.client.host if request.client else None
+    return client_address(
+        peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
+    )
 
 
 def declared_permission(route: Any) -> str | None:

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from actors.auth.errors import SessionNotFoundError
-from serve._auth import AUTHENTICATED, PUBLIC, Principal, Require
+from serve._auth import AUTH_GROUP, AUTHENTICATED, PUBLIC, Principal, Require, request_client
 from serve.schemas import (
     LoginIn,
     MeOut,
@@ -24,6 +24,7 @@ from storage.telemetry import trace_id_var
 
 Caller = Annotated[Principal, Depends(Require(AUTHENTICATED))]
 Anyone = Depends(Require(PUBLIC))
+Throttled = Depends(Require(PUBLIC, AUTH_GROUP))  # per client address, stricter limits
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -37,10 +38,22 @@ def _tokens(issued: Any) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), headers=_NO_STORE)
 
 
+async def _login(actor: Any, body: LoginIn, request: Request) -> Response:
+    """The client's address goes along: the actor counts failed logins by it."""
+    issued = await actor.login.remote(
+        body.email,
+        body.password,
+        request.headers.get("user-agent", ""),
+        trace_id_var.get(),
+        client=request_client(request),
+    )
+    return _tokens(issued)
+
+
 def auth_routes(app: FastAPI, auth_actor: Any) -> None:
     """Add the auth routes; ``auth_actor`` is an async getter of the auth actor's handle."""
 
-    @app.post("/auth/register", tags=["auth"], status_code=201, dependencies=[Anyone])
+    @app.post("/auth/register", tags=["auth"], status_code=201, dependencies=[Throttled])
     async def register(body: RegisterIn) -> UserOut:
         actor = await auth_actor()
         user = await actor.register.remote(
@@ -48,15 +61,11 @@ def auth_routes(app: FastAPI, auth_actor: Any) -> None:
         )
         return UserOut(id=user.id, email=user.email, roles=list(user.roles))
 
-    @app.post("/auth/login", tags=["auth"], response_model=TokensOut, dependencies=[Anyone])
-    async def login(body: LoginIn, request: Request) -> JSONResponse:
-        actor = await auth_actor()
-        agent = request.headers.get("user-agent", "")
-        return _tokens(
-            await actor.login.remote(body.email, body.password, agent, trace_id_var.get())
-        )
+    @app.post("/auth/login", tags=["auth"], response_model=TokensOut, dependencies=[Throttled])
+    async def login(body: LoginIn, request: Request) -> Response:
+        return await _login(await auth_actor(), body, request)
 
-    @app.post("/auth/refresh", tags=["auth"], response_model=TokensOut, dependencies=[Anyone])
+    @app.post("/auth/refresh", tags=["auth"], response_model=TokensOut, dependencies=[Throttled])
     async def refresh(body: RefreshIn) -> JSONResponse:
         actor = await auth_actor()
         return _tokens(await actor.refresh.remote(body.refresh_token, trace_id_var.get()))

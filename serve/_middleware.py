@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from serve._ratelimit import rate_limit_headers
 from serve._tracing import resolve_request_id
 from serve.errors import (
     BodyTooLargeError,
@@ -37,6 +38,13 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _HSTS = ((b"strict-transport-security", b"max-age=31536000"),)
 _DOC_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def _rate_limit_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    decision = scope.get("state", {}).get("rate_limit")
+    if decision is None:
+        return []
+    return [(k.lower().encode(), v.encode()) for k, v in rate_limit_headers(decision).items()]
 
 
 def _with_security_headers(
@@ -105,7 +113,7 @@ class GatewayMiddleware:
                 status = message["status"]
                 message["headers"] = _with_security_headers(
                     message.get("headers", ()), scope["path"], self.security_headers
-                )
+                ) + _rate_limit_headers(scope)
             await send(message)
 
         refused = self._refusal(scope)

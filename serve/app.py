@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from actors.inventory.errors import UnknownProductError
+from serve._admin_routes import admin_routes
 from serve._auth import PUBLIC, Authenticator, Require, declared_permission
 from serve._auth_routes import auth_routes
 from serve._middleware import GatewayMiddleware
@@ -49,6 +50,7 @@ class GatewayDeps:
         checks: named readiness checks; each raises or times out when unhealthy.
         max_body: largest request body accepted, in bytes.
         max_in_flight: requests this replica works on at once before it sheds new ones.
+        trusted_proxies: peers whose ``X-Forwarded-For`` names the client.
         cors_origins: browser origins allowed to call the API (none: no CORS headers).
         https: whether clients reach the gateway over TLS (adds HSTS).
         check_timeout_s: how long one readiness check may take.
@@ -61,6 +63,7 @@ class GatewayDeps:
     checks: Mapping[str, ReadinessCheck]
     max_body: int = 64 * 1024
     max_in_flight: int = 48
+    trusted_proxies: frozenset[str] = frozenset({"127.0.0.1/32"})
     cors_origins: tuple[str, ...] = ()
     https: bool = False
     check_timeout_s: float = 2.0
@@ -94,9 +97,11 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.state.authenticator = deps.authenticator
+    app.state.trusted_proxies = deps.trusted_proxies
     _health_routes(app, deps)
     _product_routes(app, deps)
     auth_routes(app, deps.auth_actor)
+    admin_routes(app, deps.auth_actor)
     _refuse_undeclared(app)
     return app
 

@@ -24,6 +24,7 @@ from serve.app import GatewayDeps, create_app
 from storage.cache import CachePolicy, RedisProductCache
 from storage.connections import ConnectionConfig, Connections, ping_database, ping_redis
 from storage.products import SqlUnitOfWorkFactory
+from storage.ratelimit import RateSpec, RedisRateLimiter
 from storage.session_cache import RedisSessionCache
 from storage.telemetry import configure_logging
 
@@ -41,6 +42,8 @@ class GatewayConfig:
         max_in_flight: requests one replica works on at once before it sheds new ones.
         token_policy: the issuer, audience and lifetimes access tokens are checked against.
         extra_roles: configured roles added to the built-in ones.
+        rate_limits: per route group, requests per second and burst (GCRA).
+        trusted_proxies: peers whose ``X-Forwarded-For`` names the client.
         cors_origins: browser origins allowed to call the API (none: no CORS headers).
         https: whether clients reach the gateway over TLS (adds HSTS).
         log_level: structlog level.
@@ -54,6 +57,10 @@ class GatewayConfig:
     max_in_flight: int = 48
     token_policy: TokenPolicy = field(default_factory=TokenPolicy)
     extra_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    rate_limits: dict[str, tuple[float, int]] = field(
+        default_factory=lambda: {"default": (50.0, 100), "auth": (2.0, 20)}
+    )
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32",)
     cors_origins: tuple[str, ...] = ()
     https: bool = False
     log_level: str = "INFO"
@@ -95,6 +102,8 @@ class GatewayIngress:
             uow,
             RedisSessionCache(self._conn.redis, policy.session_ttl_s),
             Rbac.with_extra(config.extra_roles),
+            limiter=RedisRateLimiter(self._conn.redis),
+            limits={g: RateSpec.per_second(r, b) for g, (r, b) in config.rate_limits.items()},
             issuer=policy.issuer,
             audience=policy.audience,
             key_grace=timedelta(seconds=policy.access_ttl_s + 60),
@@ -104,6 +113,7 @@ class GatewayIngress:
             cache=RedisProductCache(self._conn.redis, config.cache_policy),
             authenticator=authenticator,
             auth_actor=lambda: self._actors.get(AUTH_ACTOR_NAME),
+            trusted_proxies=frozenset(config.trusted_proxies),
             checks={
                 "postgres": lambda: ping_database(self._conn),
                 "redis": lambda: ping_redis(self._conn),

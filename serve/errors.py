@@ -19,6 +19,8 @@ from actors.auth.errors import (
     InvalidCredentialsError,
     InvalidInputError,
     SessionNotFoundError,
+    TooManyAttemptsError,
+    UnknownUserError,
 )
 from actors.inventory.errors import (
     InvalidProductError,
@@ -28,6 +30,7 @@ from actors.inventory.errors import (
     WrongShardError,
 )
 from serve._auth import ForbiddenError, UnauthenticatedError
+from serve._ratelimit import RateLimitedError, rate_limit_headers
 from storage.errors import StorageError
 from storage.telemetry import trace_id_var
 
@@ -81,9 +84,12 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     UnauthenticatedError: ProblemType(401, "unauthenticated", "Authentication required"),
     InvalidCredentialsError: ProblemType(401, "unauthenticated", "Authentication required"),
     ForbiddenError: ProblemType(403, "forbidden", "Forbidden"),
+    RateLimitedError: ProblemType(429, "rate-limited", "Too many requests"),
     InvalidInputError: ProblemType(422, "validation", "Invalid request"),
     EmailTakenError: ProblemType(409, "conflict", "Already exists"),
     SessionNotFoundError: ProblemType(404, "not-found", "Not found"),
+    UnknownUserError: ProblemType(404, "not-found", "Not found"),
+    TooManyAttemptsError: ProblemType(429, "too-many-attempts", "Too many failed logins"),
     AuthError: ProblemType(500, "internal", "Internal error"),
     StorageError: ProblemType(500, "internal", "Internal error"),
     InventoryError: ProblemType(500, "internal", "Internal error"),
@@ -94,6 +100,7 @@ _FIXED_DETAILS = {
     403: "You are not allowed to do this.",
     404: "No such resource.",
     409: "This conflicts with the current state.",
+    429: "Too many requests; retry after the time in Retry-After.",
 }
 _HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 400: "Bad request"}
 
@@ -163,6 +170,10 @@ def problem_for(exc: BaseException) -> Response:
         errors = [{"field": "cursor", "message": "not a cursor this server issued"}]
     if problem.status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="shoal"'}
+    elif isinstance(exc, RateLimitedError):
+        headers = rate_limit_headers(exc.decision)
+    elif isinstance(exc, TooManyAttemptsError):
+        headers = {"Retry-After": str(max(1, exc.retry_after_s))}
     return problem_response(
         problem.status,
         problem.slug,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Header, Path, Query
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from actors.inventory.model import SKU_PATTERN
 from serve.errors import InvalidCursorError
-from storage.records import ProductRecord
+from storage.records import AuditRecord, ProductRecord
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
@@ -148,3 +149,73 @@ class SessionsOut(BaseModel):
     """``GET /auth/sessions``."""
 
     items: list[SessionOut]
+
+
+class RolesIn(_Strict):
+    """``POST /admin/users/{id}/roles``: the user's roles from now on."""
+
+    roles: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(max_length=32)
+
+
+class UserRolesOut(BaseModel):
+    """A user's roles after a change."""
+
+    id: UUID
+    roles: list[str]
+
+
+class AuditEventOut(BaseModel):
+    """One security event."""
+
+    id: UUID
+    at: datetime
+    kind: str
+    user_id: UUID | None
+    actor_id: UUID | None
+    trace_id: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> AuditEventOut:
+        """The API view of an audit row (its detail is stored as a JSON object)."""
+        detail = json.loads(record.detail) if record.detail else {}
+        return cls(
+            id=record.id,
+            at=record.at,
+            kind=record.kind,
+            user_id=record.user_id,
+            actor_id=record.actor_id,
+            trace_id=record.trace_id,
+            detail=detail if isinstance(detail, dict) else {"value": detail},
+        )
+
+
+class AuditPage(BaseModel):
+    """``GET /admin/audit``: newest first."""
+
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+def encode_audit_cursor(at: datetime, event_id: UUID) -> str:
+    """An opaque cursor continuing after the event ``(at, event_id)``."""
+    return encode_cursor(f"{at.isoformat()}|{event_id}")
+
+
+def decode_audit_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    """The ``(at, id)`` an audit cursor continues after.
+
+    Raises:
+        InvalidCursorError: the cursor was not issued by :func:`encode_audit_cursor`.
+    """
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, event_id = raw.partition("|")
+        key = (datetime.fromisoformat(at), UUID(event_id))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursorError() from None
+    if key[0].tzinfo is None:
+        raise InvalidCursorError()
+    return key

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage._tables import audit_events, refresh_tokens, sessions, signing_keys, users
@@ -301,6 +301,19 @@ class SqlAuditLog:
         )
         if before is not None:
             query = query.where(audit_events.c.at < before)
+        async with translated():
+            rows = (await self._conn.execute(query)).all()
+        return [AuditRecord(*r) for r in rows]
+
+    async def list_page(self, after: tuple[datetime, UUID] | None, limit: int) -> list[AuditRecord]:
+        """Return up to ``limit`` events, newest first by ``(at, id)``, after ``after``."""
+        query = (
+            select(*_AUDIT)
+            .order_by(audit_events.c.at.desc(), audit_events.c.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(tuple_(audit_events.c.at, audit_events.c.id) < tuple_(*after))
         async with translated():
             rows = (await self._conn.execute(query)).all()
         return [AuditRecord(*r) for r in rows]

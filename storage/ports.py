@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
@@ -175,6 +176,14 @@ class AuditLog(Protocol):
         """Return up to ``limit`` events, newest first, strictly before ``before`` when given."""
         ...
 
+    async def list_page(self, after: tuple[datetime, UUID] | None, limit: int) -> list[AuditRecord]:
+        """Return up to ``limit`` events, newest first, continuing after ``after``.
+
+        Events are ordered by ``(at, id)`` descending and ``after`` is the last page's final
+        ``(at, id)``, so events of the same instant are neither skipped nor repeated.
+        """
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction: changes made through its repositories commit together or not at all."""
@@ -259,4 +268,43 @@ class SessionStateCache(Protocol):
 
     async def user_changed(self, user_id: UUID, user: UserState) -> None:
         """Publish a user's current roles and whether the account is disabled."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleCount:
+    """Attempts counted against one key in its current window.
+
+    Attributes:
+        count: attempts in the window, including the one just counted.
+        remaining_ms: milliseconds until the window ends.
+    """
+
+    count: int
+    remaining_ms: int
+
+
+class LoginThrottle(Protocol):
+    """Counts login attempts per key (an email, a client address) in fixed windows (Redis).
+
+    Each call may raise a retryable storage error; callers refuse the login then (fail closed).
+    """
+
+    async def hit(self, keys: Sequence[str], window_s: int) -> list[ThrottleCount]:
+        """Count one more attempt against each key, atomically.
+
+        A key's window starts with its first attempt and lasts ``window_s``; later attempts
+        do not extend it.
+
+        Returns:
+            Each key's count in its window (including this attempt), in the order given.
+        """
+        ...
+
+    async def forgive(self, key: str) -> None:
+        """Take back one attempt of ``key`` (a login that turned out to succeed)."""
+        ...
+
+    async def clear(self, key: str) -> None:
+        """Forget every attempt of ``key``."""
         ...

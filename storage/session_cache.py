@@ -21,10 +21,6 @@ _ACTIVE = b"a"
 _REVOKED = b"r"
 
 
-def _bytes(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else value
-
-
 def _session_key(session_id: UUID) -> str:
     return f"shoal:session:{session_id}"
 
@@ -58,17 +54,17 @@ class RedisSessionCache:
         self._redis = client
         self._ttl_s = ttl_s
 
-    async def lookup(self, session_id: UUID, user_id: UUID) -> CachedAuthState:
-        """Both keys in one ``MGET``.
+    @staticmethod
+    def keys(session_id: UUID, user_id: UUID) -> tuple[str, str]:
+        """The session and user keys, for a caller that reads them in its own round trip."""
+        return _session_key(session_id), _user_key(user_id)
 
-        Raises:
-            StorageUnavailableError: Redis could not answer (check PostgreSQL instead).
-        """
-        async with translated():
-            session, user = await self._redis.mget(_session_key(session_id), _user_key(user_id))
+    @staticmethod
+    def decode(session: bytes | None, user: bytes | None) -> CachedAuthState:
+        """What the values of :meth:`keys` say (``None`` where Redis had nothing)."""
         return CachedAuthState(
-            None if session is None else _bytes(session) == _ACTIVE,
-            None if user is None else _decode_user(_bytes(user)),
+            None if session is None else session == _ACTIVE,
+            None if user is None else _decode_user(user),
         )
 
     async def fill(self, session_id: UUID, active: bool, user_id: UUID, user: UserState) -> None:

@@ -38,6 +38,11 @@ CACHE_REQUESTS = Counter(
     "Cache lookups by outcome (hit, miss, error); the hit ratio is hit / all.",
     ["cache", "outcome"],
 )
+RATE_LIMIT_FALLBACKS = Counter(
+    "shoal_rate_limit_fallback_total",
+    "Requests rate-limited by the per-replica limiter because Redis could not answer.",
+    ["group"],
+)
 ACTOR_CALLS = Counter(
     "shoal_actor_calls_total", "Actor method calls handled.", ["actor", "method", "outcome"]
 )

@@ -63,6 +63,9 @@ def settings() -> Settings:
         gateway_min_replicas=1,
         gateway_max_replicas=2,
         cache_absent_ttl_s=30,
+        login_window_s=20,  # failed logins are forgotten in 20 s, not 15 min
+        rate_limit_per_s=20,  # small enough for a test to run out of its burst
+        rate_limit_burst=40,
     )
 
 

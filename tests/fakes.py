@@ -9,7 +9,8 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from storage.errors import ConflictError
+from storage.errors import ConflictError, StorageUnavailableError
+from storage.ports import ThrottleCount
 from storage.records import (
     AuditRecord,
     Page,
@@ -180,6 +181,10 @@ class FakeAuditLog:
         rows = [r for r in self._rows.values() if before is None or r.at < before]
         return sorted(rows, key=lambda r: (r.at, r.id), reverse=True)[:limit]
 
+    async def list_page(self, after: tuple[datetime, UUID] | None, limit: int) -> list[AuditRecord]:
+        rows = [r for r in self._rows.values() if after is None or (r.at, r.id) < after]
+        return sorted(rows, key=lambda r: (r.at, r.id), reverse=True)[:limit]
+
 
 @dataclasses.dataclass
 class FakeTables:
@@ -284,3 +289,41 @@ class FakePasswordHasher:
 
     async def verify(self, encoded: str | None, password: str) -> bool:
         return encoded is not None and encoded == "fake$" + password[::-1]
+
+
+class FakeLoginThrottle:
+    """Fixed-window counters on a settable clock; ``down`` makes every call fail like Redis."""
+
+    def __init__(self) -> None:
+        self.now_ms = 0
+        self.windows: dict[str, tuple[int, int]] = {}  # key -> (count, window end in ms)
+        self.down = False
+
+    async def hit(self, keys: Sequence[str], window_s: int) -> list[ThrottleCount]:
+        self._check()
+        counts = []
+        for key in keys:
+            count, ends = self.windows.get(key, (0, self.now_ms + window_s * 1000))
+            if ends <= self.now_ms:
+                count, ends = 0, self.now_ms + window_s * 1000
+            self.windows[key] = (count + 1, ends)
+            counts.append(ThrottleCount(count + 1, ends - self.now_ms))
+        return counts
+
+    async def forgive(self, key: str) -> None:
+        self._check()
+        if key in self.windows:
+            count, ends = self.windows[key]
+            self.windows[key] = (max(0, count - 1), ends)
+
+    async def clear(self, key: str) -> None:
+        self._check()
+        self.windows.pop(key, None)
+
+    def count(self, key: str) -> int:
+        count, ends = self.windows.get(key, (0, 0))
+        return count if ends > self.now_ms else 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise StorageUnavailableError("redis unavailable")

@@ -11,16 +11,18 @@ import base64
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
 from actors.auth.crypto import SecretBox
-from actors.auth.model import Rbac
+from actors.auth.model import LoginPolicy, Rbac
 from actors.auth.passwords import Argon2Hasher, common_passwords
 from actors.auth.service import AuthService, IssuedTokens, TokenPolicy
 from storage.connections import ConnectionConfig, Connections
+from storage.login_throttle import RedisLoginThrottle
 from storage.products import SqlUnitOfWorkFactory
-from storage.records import SessionRecord, UserRecord
+from storage.records import AuditRecord, SessionRecord, UserRecord
 from storage.session_cache import RedisSessionCache
 from storage.telemetry import ACTOR_CALLS, ACTOR_LATENCY, configure_logging, trace_id_var
 
@@ -39,6 +41,7 @@ class AuthConfig:
         current_secret_key: the key id new secrets are sealed with.
         extra_roles: configured roles added to the built-in ones.
         log_level: structlog level.
+        login_window_s: how long failed logins are counted.
     """
 
     connections: ConnectionConfig
@@ -47,6 +50,7 @@ class AuthConfig:
     current_secret_key: str
     extra_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_level: str = "INFO"
+    login_window_s: int = 15 * 60
 
 
 class AuthActor:
@@ -75,6 +79,8 @@ class AuthActor:
                     rbac=Rbac.with_extra(cfg.extra_roles),
                     policy=cfg.policy,
                     common_passwords=await asyncio.to_thread(common_passwords),
+                    throttle=RedisLoginThrottle(self._conn.redis),
+                    login_policy=LoginPolicy(window_s=cfg.login_window_s),
                 )
                 await service.start()
                 self._service = service
@@ -108,10 +114,18 @@ class AuthActor:
         )
 
     async def login(
-        self, email: str, password: str, user_agent: str, trace_id: str = "-"
+        self,
+        email: str,
+        password: str,
+        user_agent: str,
+        trace_id: str = "-",
+        *,
+        client: str | None = None,
     ) -> IssuedTokens:
-        """See :meth:`AuthService.login`."""
-        return await self._call("login", trace_id, lambda s: s.login(email, password, user_agent))
+        """See :meth:`AuthService.login`; ``client`` is the address the gateway resolved."""
+        return await self._call(
+            "login", trace_id, lambda s: s.login(email, password, user_agent, client)
+        )
 
     async def refresh(self, refresh_token: str, trace_id: str = "-") -> IssuedTokens:
         """See :meth:`AuthService.refresh`."""
@@ -136,3 +150,39 @@ class AuthActor:
     async def rotate_key(self, trace_id: str = "-") -> str:
         """See :meth:`AuthService.rotate_key`."""
         return await self._call("rotate_key", trace_id, lambda s: s.rotate_key())
+
+    async def create_user(
+        self, email: str, password: str, roles: list[str], trace_id: str = "-"
+    ) -> UserRecord:
+        """See :meth:`AuthService.create_user`."""
+        return await self._call(
+            "create_user", trace_id, lambda s: s.create_user(email, password, roles)
+        )
+
+    async def grant_role(self, email: str, role: str, trace_id: str = "-") -> UserRecord:
+        """See :meth:`AuthService.grant_role`."""
+        return await self._call("grant_role", trace_id, lambda s: s.grant_role(email, role))
+
+    async def disable_user_by_email(self, email: str, trace_id: str = "-") -> None:
+        """See :meth:`AuthService.disable_user_by_email`."""
+        await self._call(
+            "disable_user_by_email", trace_id, lambda s: s.disable_user_by_email(email)
+        )
+
+    async def set_roles(
+        self, actor_id: UUID, user_id: UUID, roles: list[str], trace_id: str = "-"
+    ) -> UserRecord:
+        """See :meth:`AuthService.set_roles`."""
+        return await self._call(
+            "set_roles", trace_id, lambda s: s.set_roles(actor_id, user_id, roles)
+        )
+
+    async def disable_user(self, actor_id: UUID, user_id: UUID, trace_id: str = "-") -> None:
+        """See :meth:`AuthService.disable_user`."""
+        await self._call("disable_user", trace_id, lambda s: s.disable_user(actor_id, user_id))
+
+    async def audit_events(
+        self, after: tuple[datetime, UUID] | None, limit: int, trace_id: str = "-"
+    ) -> list[AuditRecord]:
+        """See :meth:`AuthService.audit_events`."""
+        return await self._call("audit_events", trace_id, lambda s: s.audit_events(after, limit))

@@ -52,3 +52,37 @@ class SessionNotFoundError(AuthError):
     def __init__(self, session_id: str) -> None:
         super().__init__(session_id)
         self.session_id = session_id
+
+
+class UnknownUserError(AuthError):
+    """No user with that id or email."""
+
+    def __init__(self, user: str) -> None:
+        super().__init__(user)
+        self.user = user
+
+
+class UnknownRoleError(InvalidInputError):
+    """A role that is not defined (built in or configured)."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__("roles", f"unknown role {role!r}")
+        self.role = role
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (type(self), (self.role,))
+
+
+class TooManyAttemptsError(AuthError):
+    """Too many failed logins for this email or client address; try again later.
+
+    Attributes:
+        retry_after_s: whole seconds until the counting window ends (at least 1).
+    """
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(retry_after_s)
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return f"Too many failed logins; retry in {self.retry_after_s} s."

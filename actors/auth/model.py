@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from actors.auth.errors import InvalidInputError, WeakPasswordError
+from actors.auth.errors import InvalidInputError, UnknownRoleError, WeakPasswordError
 
 EVERYTHING = "*"
 BUILTIN_ROLES: Mapping[str, frozenset[str]] = {
@@ -24,6 +25,7 @@ DEFAULT_ROLES = ("customer",)
 MAX_ACCESS_TTL_S = 15 * 60
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
+MAX_RETRY_AFTER_S = 15 * 60
 _EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
 _OWN = ":own"
 
@@ -86,3 +88,75 @@ def check_password(password: str, email: str, common: frozenset[str]) -> None:
     lowered = password.lower()
     if lowered in common or lowered == email.lower() or len(set(password)) < 4:
         raise WeakPasswordError("this password is too common; choose another")
+
+
+def known_roles(rbac: Rbac, roles: Iterable[str]) -> tuple[str, ...]:
+    """``roles`` without duplicates, in the order given.
+
+    Raises:
+        UnknownRoleError: one of them is not defined.
+    """
+    chosen: list[str] = []
+    for role in roles:
+        if not rbac.known(role):
+            raise UnknownRoleError(role)
+        if role not in chosen:
+            chosen.append(role)
+    return tuple(chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPolicy:
+    """How failed logins are throttled.
+
+    Attributes:
+        window_s: failures are counted in a window this long, from the first one.
+        slow_after: failures for one email after which each attempt is slowed.
+        refuse_after: failures for one email after which attempts are refused.
+        address_limit: failures from one client address after which attempts are refused.
+        step_s: how much longer each slowed attempt waits than the one before.
+        max_delay_s: the longest a slowed attempt waits.
+    """
+
+    window_s: int = 15 * 60
+    slow_after: int = 10
+    refuse_after: int = 20
+    address_limit: int = 300
+    step_s: float = 0.1
+    max_delay_s: float = 2.0
+
+    def delay_s(self, failures: int) -> float:
+        """How long an attempt after ``failures`` failures waits before the password check."""
+        if failures < self.slow_after:
+            return 0.0
+        return min(self.max_delay_s, self.step_s * (failures - self.slow_after + 1))
+
+    def retry_after_s(self, remaining_ms: int) -> int:
+        """Whole seconds until a window with ``remaining_ms`` left ends (1..window)."""
+        return max(1, min(self.window_s, MAX_RETRY_AFTER_S, -(-remaining_ms // 1000)))
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted_proxies: Iterable[str]
+) -> str | None:
+    """The address failed logins are counted against, or ``None`` when it is unknown.
+
+    The peer itself, unless it is a trusted proxy: then the last ``X-Forwarded-For`` entry
+    (the one that proxy added). Without that header the client is unknown, rather than
+    every client counting as the proxy.
+    """
+    peer_ip = _ip(peer)
+    if peer_ip is None:
+        return None
+    if not any(peer_ip in ipaddress.ip_network(p, strict=False) for p in trusted_proxies):
+        return str(peer_ip)
+    last = (forwarded_for or "").rsplit(",", 1)[-1].strip()
+    forwarded = _ip(last)
+    return None if forwarded is None else str(forwarded)
+
+
+def _ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address((value or "").strip())
+    except ValueError:
+        return None

@@ -10,7 +10,7 @@ import asyncio
 import json
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -20,10 +20,24 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from actors.auth.crypto import SecretBox, SigningKey, hash_refresh_token, new_refresh_token
-from actors.auth.errors import EmailTakenError, InvalidCredentialsError, SessionNotFoundError
-from actors.auth.model import DEFAULT_ROLES, Rbac, check_password, normalize_email
+from actors.auth.errors import (
+    EmailTakenError,
+    InvalidCredentialsError,
+    InvalidInputError,
+    SessionNotFoundError,
+    TooManyAttemptsError,
+    UnknownUserError,
+)
+from actors.auth.model import (
+    DEFAULT_ROLES,
+    LoginPolicy,
+    Rbac,
+    check_password,
+    known_roles,
+    normalize_email,
+)
 from storage.errors import ConflictError, StorageError
-from storage.ports import SessionStateCache, UnitOfWork, UnitOfWorkFactory
+from storage.ports import LoginThrottle, SessionStateCache, UnitOfWork, UnitOfWorkFactory
 from storage.records import AuditRecord, SessionRecord, SigningKeyRecord, UserRecord, UserState
 from storage.telemetry import trace_id_var
 
@@ -74,6 +88,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _throttle_keys(email: str, client: str | None) -> tuple[str, ...]:
+    """The counters of a login attempt: its email first, then its address when known."""
+    email_key = f"email:{email}"
+    return (email_key,) if client is None else (email_key, f"addr:{client}")
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, StorageError) and exc.retryable
 
@@ -90,6 +110,9 @@ class AuthService:
         policy: token lifetimes, issuer and audience.
         common_passwords: passwords refused at registration.
         clock: the current time.
+        throttle: counts failed logins (``None``: no throttling, for tests of other rules).
+        login_policy: when failed logins are slowed and refused.
+        sleep: waits before a slowed login's password check (never blocks the loop).
     """
 
     def __init__(
@@ -103,9 +126,13 @@ class AuthService:
         policy: TokenPolicy,
         common_passwords: frozenset[str],
         clock: Callable[[], datetime] = utcnow,
+        throttle: LoginThrottle | None = None,
+        login_policy: LoginPolicy = LoginPolicy(),  # noqa: B008 - frozen, shared safely
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._uow, self._cache, self._hasher, self._box = uow, cache, hasher, box
         self._rbac, self._policy, self._common, self._clock = rbac, policy, common_passwords, clock
+        self._throttle, self._login_policy, self._sleep = throttle, login_policy, sleep
         self._key: SigningKey | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -152,6 +179,34 @@ class AuthService:
             InvalidInputError: the email is malformed or the password weak.
             EmailTakenError: the email is registered already.
         """
+        return await self._add_user(
+            email, password, display_name, DEFAULT_ROLES, kind="user_registered", actor_id=None
+        )
+
+    async def create_user(
+        self, email: str, password: str, roles: Sequence[str], actor_id: UUID | None = None
+    ) -> UserRecord:
+        """Create an account with the given roles (operators and admins, not self-service).
+
+        Raises:
+            InvalidInputError: the email is malformed, the password weak, or a role unknown.
+            EmailTakenError: the email is registered already.
+        """
+        chosen = known_roles(self._rbac, roles)
+        return await self._add_user(
+            email, password, None, chosen, kind="user_created", actor_id=actor_id
+        )
+
+    async def _add_user(
+        self,
+        email: str,
+        password: str,
+        display_name: str | None,
+        roles: tuple[str, ...],
+        *,
+        kind: str,
+        actor_id: UUID | None,
+    ) -> UserRecord:
         normalized = normalize_email(email)
         check_password(password, normalized, self._common)
         user = UserRecord(
@@ -159,14 +214,14 @@ class AuthService:
             email=normalized,
             password_hash=await self._hasher.hash(password),
             display_name=display_name,
-            roles=DEFAULT_ROLES,
+            roles=roles,
             disabled=False,
             created_at=self._clock(),
         )
         try:
             async with self._uow() as uow:
                 user = await uow.users.add(user)
-                await self._audit(uow, "user_registered", user.id, None, {})
+                await self._audit(uow, kind, user.id, actor_id, {"roles": list(roles)})
                 await uow.commit()
         except ConflictError:
             raise EmailTakenError() from None
@@ -184,19 +239,112 @@ class AuthService:
             raise InvalidCredentialsError()
         return user
 
+    # -- administration ---------------------------------------------------------------------
+
+    async def set_roles(
+        self, actor_id: UUID | None, user_id: UUID, roles: Sequence[str]
+    ) -> UserRecord:
+        """Replace a user's roles; the change applies to the user's next request.
+
+        Raises:
+            UnknownRoleError: a role is not defined.
+            UnknownUserError: no such user.
+        """
+        chosen = known_roles(self._rbac, roles)
+        async with self._uow() as uow:
+            before = await uow.users.get(user_id)
+            user = await uow.users.set_roles(user_id, chosen)
+            if before is None or user is None:
+                raise UnknownUserError(str(user_id))
+            detail = {"roles": list(chosen), "before": list(before.roles)}
+            await self._audit(uow, "role_changed", user_id, actor_id, detail)
+            await uow.commit()
+        await self._publish_user(user)
+        return user
+
+    async def grant_role(self, email: str, role: str, actor_id: UUID | None = None) -> UserRecord:
+        """Add ``role`` to the user with ``email`` (nothing changes if it has it already).
+
+        Raises:
+            UnknownRoleError: the role is not defined.
+            UnknownUserError: no user has that email.
+        """
+        known_roles(self._rbac, [role])
+        user = await self._by_email(email)
+        if role in user.roles:
+            return user
+        return await self.set_roles(actor_id, user.id, (*user.roles, role))
+
+    async def disable_user(self, actor_id: UUID | None, user_id: UUID) -> None:
+        """Refuse the user's logins from now on and revoke every session of theirs.
+
+        Raises:
+            UnknownUserError: no such user.
+        """
+        async with self._uow() as uow:
+            user = await uow.users.set_disabled(user_id, True)
+            if user is None:
+                raise UnknownUserError(str(user_id))
+            revoked = await uow.sessions.revoke_all_for_user(user_id, self._clock())
+            detail = {"sessions_revoked": len(revoked)}
+            await self._audit(uow, "user_disabled", user_id, actor_id, detail)
+            await uow.commit()
+        await self._publish(lambda: self._cache.sessions_revoked(revoked))
+        await self._publish_user(user)
+
+    async def disable_user_by_email(self, email: str, actor_id: UUID | None = None) -> None:
+        """:meth:`disable_user` for the user with ``email``.
+
+        Raises:
+            UnknownUserError: no user has that email.
+        """
+        user = await self._by_email(email)
+        await self.disable_user(actor_id, user.id)
+
+    async def audit_events(
+        self, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[AuditRecord]:
+        """Security events, newest first, continuing after the ``(at, id)`` of a last one."""
+        async with self._uow() as uow:
+            return await uow.audit.list_page(after, limit)
+
+    async def _by_email(self, email: str) -> UserRecord:
+        try:
+            normalized = normalize_email(email)
+        except InvalidInputError:
+            raise UnknownUserError(email) from None
+        async with self._uow() as uow:
+            user = await uow.users.by_email(normalized)
+        if user is None:
+            raise UnknownUserError(email)
+        return user
+
+    async def _publish_user(self, user: UserRecord) -> None:
+        state = UserState(user.roles, user.disabled)
+        await self._publish(lambda: self._cache.user_changed(user.id, state))
+
     # -- sessions -------------------------------------------------------------------------
 
-    async def login(self, email: str, password: str, user_agent: str) -> IssuedTokens:
-        """Check the password and open a session.
+    async def login(
+        self, email: str, password: str, user_agent: str, client: str | None = None
+    ) -> IssuedTokens:
+        """Check the password and open a session, unless failures say to refuse or slow down.
+
+        Failed attempts are counted per submitted email (existing or not) and per client
+        address (``None``: unknown, not counted); see :class:`LoginPolicy`.
 
         Raises:
             InvalidCredentialsError: wrong email or password, or a disabled account
                 (indistinguishable, in the answer and in the time it takes).
+            TooManyAttemptsError: too many failures; checked before the password.
+            StorageUnavailableError: the failure counters cannot be read (fail closed).
         """
         try:
             normalized = normalize_email(email)
-        except ValueError:
+        except InvalidInputError:
             normalized = ""
+        keys = _throttle_keys(normalized or email.strip().lower(), client)
+        await self._admit(keys)
         async with self._uow() as uow:
             user = await uow.users.by_email(normalized) if normalized else None
         matches = await self._hasher.verify(user.password_hash if user else None, password)
@@ -205,6 +353,7 @@ class AuthService:
                 await self._audit(uow, "login_failed", user.id if user else None, None, {})
                 await uow.commit()
             raise InvalidCredentialsError()
+        await self._succeeded(keys)
         now = self._clock()
         session = SessionRecord(uuid.uuid4(), user.id, now, now, user_agent[:256], None)
         token, token_hash = new_refresh_token()
@@ -275,6 +424,34 @@ class AuthService:
                 await uow.commit()
         await self._publish(lambda: self._cache.sessions_revoked([session_id]))
 
+    # -- brute-force protection -------------------------------------------------------------
+
+    async def _admit(self, keys: tuple[str, ...]) -> None:
+        """Count this attempt; refuse it or slow it down by the failures before it."""
+        if self._throttle is None:
+            return
+        policy = self._login_policy
+        counts = await self._throttle.hit(keys, policy.window_s)
+        limits = (policy.refuse_after, policy.address_limit)
+        over = [c for c, limit in zip(counts, limits, strict=False) if c.count - 1 >= limit]
+        if over:
+            log.warning("login_refused", keys=len(over))
+            raise TooManyAttemptsError(policy.retry_after_s(max(c.remaining_ms for c in over)))
+        delay = policy.delay_s(counts[0].count - 1)
+        if delay > 0:
+            await self._sleep(delay)
+
+    async def _succeeded(self, keys: tuple[str, ...]) -> None:
+        """A correct password: the email starts afresh, and the address is not blamed."""
+        if self._throttle is None:
+            return
+        try:
+            await self._throttle.clear(keys[0])
+            for key in keys[1:]:
+                await self._throttle.forgive(key)
+        except StorageError:
+            log.warning("login_throttle_reset_failed")
+
     # -- helpers --------------------------------------------------------------------------
 
     def _issue(self, user_id: UUID, session_id: UUID, refresh_token: str) -> IssuedTokens:
@@ -298,7 +475,7 @@ class AuthService:
         kind: str,
         user_id: UUID | None,
         actor_id: UUID | None,
-        detail: Mapping[str, str],
+        detail: Mapping[str, object],
     ) -> None:
         record = AuditRecord(
             uuid.uuid4(),

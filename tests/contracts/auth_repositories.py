@@ -425,3 +425,40 @@ class AuditLogContract:
         assert [e.id for e in listed if e.id in {older.id, newer.id}] == [newer.id, older.id]
         assert [e.at for e in listed] == sorted((e.at for e in listed), reverse=True)
         assert len(listed) <= 50
+
+    async def test_list_page_orders_same_instant_events_by_id_without_gaps(
+        self, uow: UnitOfWorkFactory, base: datetime
+    ) -> None:
+        at = base + timedelta(seconds=1)
+        same = [event(at) for _ in range(4)]
+        older, newer = event(base), event(at + timedelta(seconds=1))
+        async with uow() as tx:
+            for record in [*same, older, newer]:
+                await tx.audit.add(record)
+            await tx.commit()
+        expected = [newer.id, *sorted((e.id for e in same), reverse=True), older.id]
+        pages: list[list[AuditRecord]] = []
+        after = (newer.at + timedelta(microseconds=1), newer.id)
+        async with uow() as tx:
+            while len(pages) < 5 and (page := await tx.audit.list_page(after, 2)):
+                pages.append(page)
+                after = (page[-1].at, page[-1].id)
+        listed = [e.id for page in pages for e in page]
+        assert listed[: len(expected)] == expected
+        assert len(set(listed)) == len(listed)
+
+    async def test_list_page_without_after_starts_at_the_newest(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        now = datetime.now(UTC)
+        older, newer = event(now - timedelta(seconds=1)), event(now)
+        async with uow() as tx:
+            await tx.audit.add(older)
+            await tx.audit.add(newer)
+            await tx.commit()
+        async with uow() as tx:
+            listed = await tx.audit.list_page(None, 100)
+        assert [e.id for e in listed if e.id in {older.id, newer.id}] == [newer.id, older.id]
+        assert [(e.at, e.id) for e in listed] == sorted(
+            ((e.at, e.id) for e in listed), reverse=True
+        )

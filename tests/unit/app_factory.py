@@ -11,6 +11,7 @@ from actors.auth.model import Rbac
 from serve._auth import Authenticator
 from serve.app import GatewayDeps, create_app
 from storage.cache import CachePolicy, RedisProductCache
+from storage.ratelimit import RateSpec, RedisRateLimiter
 from storage.session_cache import RedisSessionCache
 from tests.fakes import FakeUnitOfWorkFactory
 
@@ -26,6 +27,8 @@ def offline_app(cors_origins: tuple[str, ...] = ()) -> FastAPI:
         uow,
         RedisSessionCache(client, 3600),
         Rbac(),
+        limiter=RedisRateLimiter(client),
+        limits={"default": RateSpec(20, 100), "auth": RateSpec(500, 20)},
         issuer="shoal",
         audience="shoal-api",
         key_grace=timedelta(minutes=16),

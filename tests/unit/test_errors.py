@@ -18,6 +18,9 @@ SAMPLES: list[Exception] = [
     auth_errors.WeakPasswordError("too short"),
     auth_errors.EmailTakenError(),
     auth_errors.SessionNotFoundError("abc"),
+    auth_errors.UnknownUserError("abc"),
+    auth_errors.UnknownRoleError("wizard"),
+    auth_errors.TooManyAttemptsError(42),
     inventory_errors.InventoryError("x"),
     inventory_errors.InvalidProductError("price", "must be positive"),
     inventory_errors.ProductExistsError("SKU-1"),
@@ -68,6 +71,9 @@ def test_error_survives_pickle(error: Exception) -> None:
         (auth_errors.WeakPasswordError("short"), 422),
         (auth_errors.EmailTakenError(), 409),
         (auth_errors.SessionNotFoundError("x"), 404),
+        (auth_errors.UnknownUserError("x"), 404),
+        (auth_errors.UnknownRoleError("wizard"), 422),
+        (auth_errors.TooManyAttemptsError(3), 429),
     ],
 )
 def test_problem_status_of_each_error(error: Exception, status: int) -> None:
