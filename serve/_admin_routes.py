@@ -51,6 +51,13 @@ def admin_routes(app: FastAPI, auth_actor: Any) -> None:
         await actor.disable_user.remote(admin.user_id, target, trace_id_var.get())
         return Response(status_code=204)
 
+    @app.delete("/admin/users/{user_id}/mfa", tags=["admin"], status_code=204)
+    async def reset_mfa(admin: Admin, user_id: UserIdPath) -> Response:
+        target = _user_id(user_id)
+        actor = await auth_actor()
+        await actor.reset_mfa.remote(admin.user_id, target, trace_id_var.get())
+        return Response(status_code=204)
+
     @app.get("/admin/audit", tags=["admin"])
     async def audit(_: Admin, limit: Limit = 20, cursor: Cursor = None) -> AuditPage:
         after = decode_audit_cursor(cursor)

@@ -9,10 +9,17 @@ from fastapi import Depends, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 
 from actors.auth.errors import SessionNotFoundError
+from actors.auth.service import MfaChallenge
 from serve._auth import AUTH_GROUP, AUTHENTICATED, PUBLIC, Principal, Require, request_client
 from serve.schemas import (
     LoginIn,
     MeOut,
+    MfaCodeIn,
+    MfaDisableIn,
+    MfaEnrollOut,
+    MfaRequiredOut,
+    MfaVerifyIn,
+    RecoveryCodesOut,
     RefreshIn,
     RegisterIn,
     SessionOut,
@@ -47,11 +54,15 @@ async def _login(actor: Any, body: LoginIn, request: Request) -> Response:
         trace_id_var.get(),
         client=request_client(request),
     )
+    if isinstance(issued, MfaChallenge):
+        challenge = MfaRequiredOut(mfa_token=issued.mfa_token, expires_in=issued.expires_in)
+        return JSONResponse(challenge.model_dump(mode="json"), headers=_NO_STORE)
     return _tokens(issued)
 
 
 def auth_routes(app: FastAPI, auth_actor: Any) -> None:
     """Add the auth routes; ``auth_actor`` is an async getter of the auth actor's handle."""
+    mfa_routes(app, auth_actor)
 
     @app.post("/auth/register", tags=["auth"], status_code=201, dependencies=[Throttled])
     async def register(body: RegisterIn) -> UserOut:
@@ -61,7 +72,12 @@ def auth_routes(app: FastAPI, auth_actor: Any) -> None:
         )
         return UserOut(id=user.id, email=user.email, roles=list(user.roles))
 
-    @app.post("/auth/login", tags=["auth"], response_model=TokensOut, dependencies=[Throttled])
+    @app.post(
+        "/auth/login",
+        tags=["auth"],
+        response_model=TokensOut | MfaRequiredOut,
+        dependencies=[Throttled],
+    )
     async def login(body: LoginIn, request: Request) -> Response:
         return await _login(await auth_actor(), body, request)
 
@@ -115,10 +131,48 @@ def auth_routes(app: FastAPI, auth_actor: Any) -> None:
             email=user.email,
             roles=list(user.roles),
             permissions=sorted(caller.permissions),
-            mfa_enabled=False,
+            mfa_enabled=user.mfa_enabled,
         )
 
     @app.get("/.well-known/jwks.json", tags=["auth"], dependencies=[Anyone])
     async def jwks(request: Request) -> JSONResponse:
         keys = await request.app.state.authenticator.keys.jwks()
         return JSONResponse({"keys": keys}, headers={"Cache-Control": "public, max-age=60"})
+
+
+def mfa_routes(app: FastAPI, auth_actor: Any) -> None:
+    """Add the second-factor routes (``/auth/mfa/*``)."""
+
+    @app.post("/auth/mfa/verify", tags=["auth"], response_model=TokensOut, dependencies=[Throttled])
+    async def mfa_verify(body: MfaVerifyIn, request: Request) -> JSONResponse:
+        actor = await auth_actor()
+        issued = await actor.verify_mfa.remote(
+            body.mfa_token,
+            body.code,
+            body.recovery_code,
+            request.headers.get("user-agent", ""),
+            trace_id_var.get(),
+        )
+        return _tokens(issued)
+
+    @app.post("/auth/mfa/enroll", tags=["auth"])
+    async def mfa_enroll(caller: Caller) -> JSONResponse:
+        actor = await auth_actor()
+        enrolled = await actor.enroll_mfa.remote(caller.user_id, trace_id_var.get())
+        body = MfaEnrollOut(secret=enrolled.secret, otpauth_uri=enrolled.otpauth_uri)
+        return JSONResponse(body.model_dump(mode="json"), headers=_NO_STORE)
+
+    @app.post("/auth/mfa/activate", tags=["auth"], response_model=RecoveryCodesOut)
+    async def mfa_activate(caller: Caller, body: MfaCodeIn) -> JSONResponse:
+        actor = await auth_actor()
+        codes = await actor.activate_mfa.remote(caller.user_id, body.code, trace_id_var.get())
+        out = RecoveryCodesOut(recovery_codes=list(codes))
+        return JSONResponse(out.model_dump(mode="json"), headers=_NO_STORE)
+
+    @app.delete("/auth/mfa", tags=["auth"], status_code=204)
+    async def mfa_disable(caller: Caller, body: MfaDisableIn) -> Response:
+        actor = await auth_actor()
+        await actor.disable_mfa.remote(
+            caller.user_id, body.code, body.recovery_code, trace_id_var.get()
+        )
+        return Response(status_code=204)

@@ -6,11 +6,11 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from uuid import UUID
 
 from fastapi import Header, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.inventory.model import SKU_PATTERN
 from serve.errors import InvalidCursorError
@@ -108,6 +108,67 @@ class RefreshIn(_Strict):
     """``POST /auth/refresh``."""
 
     refresh_token: str = Field(min_length=1, max_length=200)
+
+
+_CODE = Field(default=None, min_length=1, max_length=16, description="a 6-digit TOTP code")
+_RECOVERY = Field(default=None, min_length=1, max_length=32, description="a recovery code")
+
+
+def _exactly_one(code: str | None, recovery_code: str | None) -> None:
+    if (code is None) == (recovery_code is None):
+        raise ValueError("give exactly one of code and recovery_code")
+
+
+class MfaVerifyIn(_Strict):
+    """``POST /auth/mfa/verify``: the login's ``mfa_token`` and one second factor."""
+
+    mfa_token: str = Field(min_length=1, max_length=2000)
+    code: str | None = _CODE
+    recovery_code: str | None = _RECOVERY
+
+    @model_validator(mode="after")
+    def _one_factor(self) -> Self:
+        _exactly_one(self.code, self.recovery_code)
+        return self
+
+
+class MfaCodeIn(_Strict):
+    """``POST /auth/mfa/activate``: a code of the enrolled secret."""
+
+    code: str = Field(min_length=1, max_length=16)
+
+
+class MfaDisableIn(_Strict):
+    """``DELETE /auth/mfa``: a current TOTP code or a recovery code."""
+
+    code: str | None = _CODE
+    recovery_code: str | None = _RECOVERY
+
+    @model_validator(mode="after")
+    def _one_factor(self) -> Self:
+        _exactly_one(self.code, self.recovery_code)
+        return self
+
+
+class MfaRequiredOut(BaseModel):
+    """A login whose account has MFA on: finish it at ``POST /auth/mfa/verify``."""
+
+    mfa_required: bool = True
+    mfa_token: str
+    expires_in: int
+
+
+class MfaEnrollOut(BaseModel):
+    """``POST /auth/mfa/enroll``: the new secret, for an authenticator app."""
+
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(BaseModel):
+    """``POST /auth/mfa/activate``: single-use recovery codes, shown only this once."""
+
+    recovery_codes: list[str]
 
 
 class UserOut(BaseModel):

@@ -54,6 +54,18 @@ users = Table(
     Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("mfa_secret", LargeBinary, nullable=True),
+    Column("mfa_pending_secret", LargeBinary, nullable=True),
+    Column("mfa_enabled", Boolean, nullable=False, server_default=false()),
+    Column("mfa_last_step", BigInteger, nullable=True),
+)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("code_hash", LargeBinary, primary_key=True),
+    Column("used_at", DateTime(timezone=True), nullable=True),
 )
 
 sessions = Table(

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, or_, select, tuple_, update
+from sqlalchemy import delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage._tables import audit_events, refresh_tokens, sessions, signing_keys, users
+from storage._tables import (
+    audit_events,
+    recovery_codes,
+    refresh_tokens,
+    sessions,
+    signing_keys,
+    users,
+)
 from storage._translate import translated
-from storage.records import AuditRecord, SessionRecord, SigningKeyRecord, UserRecord
+from storage.records import AuditRecord, MfaState, SessionRecord, SigningKeyRecord, UserRecord
 
 _USER = (
     users.c.id,
@@ -21,6 +29,7 @@ _USER = (
     users.c.roles,
     users.c.disabled,
     users.c.created_at,
+    users.c.mfa_enabled,
 )
 _SESSION = (
     sessions.c.id,
@@ -49,8 +58,10 @@ _AUDIT = (
 
 
 def _user(row: Any) -> UserRecord:
-    id_, email, password_hash, display_name, roles, disabled, created_at = row
-    return UserRecord(id_, email, password_hash, display_name, tuple(roles), disabled, created_at)
+    id_, email, password_hash, display_name, roles, disabled, created_at, mfa_enabled = row
+    return UserRecord(
+        id_, email, password_hash, display_name, tuple(roles), disabled, created_at, mfa_enabled
+    )
 
 
 class SqlUserRepository:
@@ -96,6 +107,102 @@ class SqlUserRepository:
     async def set_disabled(self, user_id: UUID, disabled: bool) -> UserRecord | None:
         """Disable or enable the user; return the changed user, or ``None`` if unknown."""
         return await self._update(user_id, disabled=disabled)
+
+    async def mfa_state(self, user_id: UUID) -> MfaState | None:
+        """Return the user's second factor, or ``None`` when no such id exists."""
+        query = select(
+            users.c.mfa_enabled,
+            users.c.mfa_secret,
+            users.c.mfa_pending_secret,
+            users.c.mfa_last_step,
+        ).where(users.c.id == user_id)
+        async with translated():
+            row = (await self._conn.execute(query)).first()
+        return None if row is None else MfaState(*row)
+
+    async def set_pending_mfa(self, user_id: UUID, sealed: bytes) -> bool:
+        """Keep ``sealed`` as the secret awaiting activation; ``False`` if the user is unknown."""
+        return await self._update(user_id, mfa_pending_secret=sealed) is not None
+
+    async def activate_mfa(self, user_id: UUID, sealed: bytes, step: int) -> bool:
+        """Turn MFA on with the pending secret ``sealed``, ``step`` counting as used."""
+        query = (
+            update(users)
+            .where(
+                users.c.id == user_id,
+                users.c.mfa_enabled.is_(False),
+                users.c.mfa_pending_secret == sealed,
+            )
+            .values(
+                mfa_secret=sealed,
+                mfa_pending_secret=None,
+                mfa_enabled=True,
+                mfa_last_step=step,
+                updated_at=func.now(),
+            )
+            .returning(users.c.id)
+        )
+        async with translated():
+            row = (await self._conn.execute(query)).first()
+        return row is not None
+
+    async def use_totp_step(self, user_id: UUID, step: int) -> bool:
+        """Accept TOTP time ``step`` once, if later than every step accepted before."""
+        # The row lock of the UPDATE makes a concurrent use of the same step match nothing.
+        query = (
+            update(users)
+            .where(
+                users.c.id == user_id,
+                users.c.mfa_enabled.is_(True),
+                or_(users.c.mfa_last_step.is_(None), users.c.mfa_last_step < step),
+            )
+            .values(mfa_last_step=step)
+            .returning(users.c.id)
+        )
+        async with translated():
+            row = (await self._conn.execute(query)).first()
+        return row is not None
+
+    async def disable_mfa(self, user_id: UUID) -> bool:
+        """Turn MFA off, forgetting secrets and recovery codes; ``False`` if unknown."""
+        changed = await self._update(
+            user_id,
+            mfa_enabled=False,
+            mfa_secret=None,
+            mfa_pending_secret=None,
+            mfa_last_step=None,
+        )
+        async with translated():
+            await self._conn.execute(
+                delete(recovery_codes).where(recovery_codes.c.user_id == user_id)
+            )
+        return changed is not None
+
+    async def replace_recovery_codes(self, user_id: UUID, hashes: Sequence[bytes]) -> None:
+        """Replace every recovery code of the user by unused ``hashes``."""
+        async with translated():
+            await self._conn.execute(
+                delete(recovery_codes).where(recovery_codes.c.user_id == user_id)
+            )
+            if hashes:
+                rows = [{"user_id": user_id, "code_hash": h} for h in hashes]
+                await self._conn.execute(insert(recovery_codes), rows)
+
+    async def use_recovery_code(self, user_id: UUID, code_hash: bytes, at: datetime) -> bool:
+        """Mark an unused recovery code of the user used; ``True`` when this call did."""
+        query = (
+            update(recovery_codes)
+            .where(
+                recovery_codes.c.user_id == user_id,
+                recovery_codes.c.code_hash == code_hash,
+                recovery_codes.c.used_at.is_(None),
+            )
+            .values(used_at=at)
+            .returning(recovery_codes.c.user_id)
+        )
+        async with translated():
+            row = (await self._conn.execute(query)).first()
+        return row is not None
 
     async def _update(self, user_id: UUID, **values: Any) -> UserRecord | None:
         query = (

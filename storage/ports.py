@@ -11,6 +11,7 @@ from uuid import UUID
 
 from storage.records import (
     AuditRecord,
+    MfaState,
     Page,
     ProductRecord,
     SessionRecord,
@@ -69,6 +70,41 @@ class UserRepository(Protocol):
 
     async def set_disabled(self, user_id: UUID, disabled: bool) -> UserRecord | None:
         """Disable or enable the user; return the changed user, or ``None`` if unknown."""
+        ...
+
+    async def mfa_state(self, user_id: UUID) -> MfaState | None:
+        """Return the user's second factor, or ``None`` when no such id exists."""
+        ...
+
+    async def set_pending_mfa(self, user_id: UUID, sealed: bytes) -> bool:
+        """Keep ``sealed`` as the secret awaiting activation; ``False`` if the user is unknown."""
+        ...
+
+    async def activate_mfa(self, user_id: UUID, sealed: bytes, step: int) -> bool:
+        """Turn MFA on with the pending secret ``sealed``, ``step`` counting as used.
+
+        Only when MFA is off and ``sealed`` is still the pending secret; ``True`` when this
+        call turned it on.
+        """
+        ...
+
+    async def use_totp_step(self, user_id: UUID, step: int) -> bool:
+        """Accept TOTP time ``step`` once; ``True`` only if MFA is on and ``step`` is later.
+
+        Later, that is, than every step accepted before (a single conditional update).
+        """
+        ...
+
+    async def disable_mfa(self, user_id: UUID) -> bool:
+        """Turn MFA off, forgetting secrets and recovery codes; ``False`` if unknown."""
+        ...
+
+    async def replace_recovery_codes(self, user_id: UUID, hashes: Sequence[bytes]) -> None:
+        """Replace every recovery code of the user by unused ``hashes``."""
+        ...
+
+    async def use_recovery_code(self, user_id: UUID, code_hash: bytes, at: datetime) -> bool:
+        """Mark an unused recovery code of the user used; ``True`` when this call did."""
         ...
 
 

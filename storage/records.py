@@ -62,6 +62,7 @@ class UserRecord:
         roles: the user's role names.
         disabled: a disabled user cannot log in.
         created_at: set by the database when the user is added.
+        mfa_enabled: whether login needs a second factor (a TOTP or recovery code).
     """
 
     id: UUID
@@ -71,6 +72,24 @@ class UserRecord:
     roles: tuple[str, ...]
     disabled: bool
     created_at: datetime
+    mfa_enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MfaState:
+    """A user's second factor.
+
+    Attributes:
+        enabled: whether login needs the second factor.
+        secret: the active TOTP secret, sealed, or ``None``.
+        pending_secret: an enrolled secret awaiting activation, sealed, or ``None``.
+        last_step: the last accepted TOTP time step; only later steps are accepted.
+    """
+
+    enabled: bool
+    secret: bytes | None
+    pending_secret: bytes | None
+    last_step: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from storage.errors import ConflictError, StorageUnavailableError
 from storage.ports import ThrottleCount
 from storage.records import (
     AuditRecord,
+    MfaState,
     Page,
     ProductRecord,
     SessionRecord,
@@ -47,8 +48,15 @@ class FakeProductRepository:
 
 
 class FakeUserRepository:
-    def __init__(self, rows: dict[UUID, UserRecord]) -> None:
+    def __init__(
+        self,
+        rows: dict[UUID, UserRecord],
+        mfa: dict[UUID, MfaState] | None = None,
+        recovery_codes: dict[tuple[UUID, bytes], datetime | None] | None = None,
+    ) -> None:
         self._rows = rows
+        self._mfa = {} if mfa is None else mfa
+        self._codes = {} if recovery_codes is None else recovery_codes
 
     async def get(self, user_id: UUID) -> UserRecord | None:
         return self._rows.get(user_id)
@@ -59,7 +67,9 @@ class FakeUserRepository:
     async def add(self, user: UserRecord) -> UserRecord:
         if user.id in self._rows or await self.by_email(user.email) is not None:
             raise ConflictError("UniqueViolation")
-        row = dataclasses.replace(user, roles=tuple(user.roles), created_at=datetime.now(UTC))
+        row = dataclasses.replace(
+            user, roles=tuple(user.roles), created_at=datetime.now(UTC), mfa_enabled=False
+        )
         self._rows[user.id] = row
         return row
 
@@ -74,6 +84,56 @@ class FakeUserRepository:
         if row is not None:
             row = self._rows[user_id] = dataclasses.replace(row, disabled=disabled)
         return row
+
+    async def mfa_state(self, user_id: UUID) -> MfaState | None:
+        if user_id not in self._rows:
+            return None
+        return self._mfa.get(user_id, MfaState(False, None, None, None))
+
+    async def set_pending_mfa(self, user_id: UUID, sealed: bytes) -> bool:
+        state = await self.mfa_state(user_id)
+        if state is None:
+            return False
+        self._mfa[user_id] = dataclasses.replace(state, pending_secret=sealed)
+        return True
+
+    async def activate_mfa(self, user_id: UUID, sealed: bytes, step: int) -> bool:
+        state = await self.mfa_state(user_id)
+        if state is None or state.enabled or state.pending_secret != sealed:
+            return False
+        self._mfa[user_id] = MfaState(True, sealed, None, step)
+        self._rows[user_id] = dataclasses.replace(self._rows[user_id], mfa_enabled=True)
+        return True
+
+    async def use_totp_step(self, user_id: UUID, step: int) -> bool:
+        state = await self.mfa_state(user_id)
+        if state is None or not state.enabled:
+            return False
+        if state.last_step is not None and state.last_step >= step:
+            return False
+        self._mfa[user_id] = dataclasses.replace(state, last_step=step)
+        return True
+
+    async def disable_mfa(self, user_id: UUID) -> bool:
+        if user_id not in self._rows:
+            return False
+        self._mfa[user_id] = MfaState(False, None, None, None)
+        self._rows[user_id] = dataclasses.replace(self._rows[user_id], mfa_enabled=False)
+        await self.replace_recovery_codes(user_id, ())
+        return True
+
+    async def replace_recovery_codes(self, user_id: UUID, hashes: Sequence[bytes]) -> None:
+        for key in [k for k in self._codes if k[0] == user_id]:
+            del self._codes[key]
+        for code_hash in hashes:
+            self._codes[(user_id, code_hash)] = None
+
+    async def use_recovery_code(self, user_id: UUID, code_hash: bytes, at: datetime) -> bool:
+        key = (user_id, code_hash)
+        if key not in self._codes or self._codes[key] is not None:
+            return False
+        self._codes[key] = at
+        return True
 
 
 class FakeSessionRepository:
@@ -192,6 +252,10 @@ class FakeTables:
 
     products: dict[str, ProductRecord] = dataclasses.field(default_factory=dict)
     users: dict[UUID, UserRecord] = dataclasses.field(default_factory=dict)
+    mfa: dict[UUID, MfaState] = dataclasses.field(default_factory=dict)
+    recovery_codes: dict[tuple[UUID, bytes], datetime | None] = dataclasses.field(
+        default_factory=dict
+    )
     sessions: dict[UUID, SessionRecord] = dataclasses.field(default_factory=dict)
     refresh_tokens: dict[bytes, FakeRefreshToken] = dataclasses.field(default_factory=dict)
     signing_keys: dict[str, SigningKeyRecord] = dataclasses.field(default_factory=dict)
@@ -219,7 +283,7 @@ class FakeUnitOfWork:
     async def __aenter__(self) -> Self:
         staged = self._staged = self._committed.copy()
         self.products = FakeProductRepository(staged.products)
-        self.users = FakeUserRepository(staged.users)
+        self.users = FakeUserRepository(staged.users, staged.mfa, staged.recovery_codes)
         self.sessions = FakeSessionRepository(staged.sessions, staged.users)
         self.refresh_tokens = FakeRefreshTokenRepository(staged.refresh_tokens, staged.sessions)
         self.signing_keys = FakeSigningKeyRepository(staged.signing_keys)

@@ -18,7 +18,13 @@ from uuid import UUID
 from actors.auth.crypto import SecretBox
 from actors.auth.model import LoginPolicy, Rbac
 from actors.auth.passwords import Argon2Hasher, common_passwords
-from actors.auth.service import AuthService, IssuedTokens, TokenPolicy
+from actors.auth.service import (
+    AuthService,
+    IssuedTokens,
+    MfaChallenge,
+    MfaEnrollment,
+    TokenPolicy,
+)
 from storage.connections import ConnectionConfig, Connections
 from storage.login_throttle import RedisLoginThrottle
 from storage.products import SqlUnitOfWorkFactory
@@ -121,7 +127,7 @@ class AuthActor:
         trace_id: str = "-",
         *,
         client: str | None = None,
-    ) -> IssuedTokens:
+    ) -> IssuedTokens | MfaChallenge:
         """See :meth:`AuthService.login`; ``client`` is the address the gateway resolved."""
         return await self._call(
             "login", trace_id, lambda s: s.login(email, password, user_agent, client)
@@ -186,3 +192,38 @@ class AuthActor:
     ) -> list[AuditRecord]:
         """See :meth:`AuthService.audit_events`."""
         return await self._call("audit_events", trace_id, lambda s: s.audit_events(after, limit))
+
+    async def verify_mfa(
+        self,
+        mfa_token: str,
+        code: str | None,
+        recovery_code: str | None,
+        user_agent: str,
+        trace_id: str = "-",
+    ) -> IssuedTokens:
+        """See :meth:`AuthService.verify_mfa`."""
+        return await self._call(
+            "verify_mfa",
+            trace_id,
+            lambda s: s.verify_mfa(mfa_token, code, recovery_code, user_agent),
+        )
+
+    async def enroll_mfa(self, user_id: UUID, trace_id: str = "-") -> MfaEnrollment:
+        """See :meth:`AuthService.enroll_mfa`."""
+        return await self._call("enroll_mfa", trace_id, lambda s: s.enroll_mfa(user_id))
+
+    async def activate_mfa(self, user_id: UUID, code: str, trace_id: str = "-") -> list[str]:
+        """See :meth:`AuthService.activate_mfa`."""
+        return await self._call("activate_mfa", trace_id, lambda s: s.activate_mfa(user_id, code))
+
+    async def disable_mfa(
+        self, user_id: UUID, code: str | None, recovery_code: str | None, trace_id: str = "-"
+    ) -> None:
+        """See :meth:`AuthService.disable_mfa`."""
+        await self._call(
+            "disable_mfa", trace_id, lambda s: s.disable_mfa(user_id, code, recovery_code)
+        )
+
+    async def reset_mfa(self, actor_id: UUID, user_id: UUID, trace_id: str = "-") -> None:
+        """See :meth:`AuthService.reset_mfa`."""
+        await self._call("reset_mfa", trace_id, lambda s: s.reset_mfa(actor_id, user_id))

@@ -86,3 +86,14 @@ class TooManyAttemptsError(AuthError):
 
     def __str__(self) -> str:
         return f"Too many failed logins; retry in {self.retry_after_s} s."
+
+
+class MfaStateError(AuthError):
+    """MFA cannot change that way now: it is on already, or nothing was enrolled, or it is off."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -7,6 +7,9 @@ after the commit and before the answer, and retried in the background when Redis
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import secrets
 import uuid
@@ -16,14 +19,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
+import jwt
+import pyotp
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
-from actors.auth.crypto import SecretBox, SigningKey, hash_refresh_token, new_refresh_token
+from actors.auth.crypto import (
+    ALGORITHM,
+    SecretBox,
+    SigningKey,
+    hash_refresh_token,
+    new_refresh_token,
+)
 from actors.auth.errors import (
     EmailTakenError,
     InvalidCredentialsError,
     InvalidInputError,
+    MfaStateError,
     SessionNotFoundError,
     TooManyAttemptsError,
     UnknownUserError,
@@ -71,6 +83,8 @@ class TokenPolicy:
     audience: str = "shoal-api"
     access_ttl_s: int = 900
     session_ttl_s: int = 30 * 24 * 3600
+    mfa_audience: str = "shoal-mfa"
+    mfa_ttl_s: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,52 @@ class IssuedTokens:
     refresh_token: str
     expires_in: int
     session_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class MfaChallenge:
+    """A right password of an account with MFA: the second factor is still needed."""
+
+    mfa_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class MfaEnrollment:
+    """A new TOTP secret awaiting activation, and its ``otpauth://`` URI for apps."""
+
+    secret: str
+    otpauth_uri: str
+
+
+TOTP_STEP_S = 30
+TOTP_DIGITS = 6
+RECOVERY_CODES = 10
+_MFA_LEEWAY_S = 5
+_MFA_CLAIMS = ("iss", "aud", "sub", "jti", "iat", "exp", "typ")
+
+
+def recovery_code_hash(code: str) -> bytes:
+    """SHA-256 of a recovery code, ignoring case, spaces and dashes."""
+    cleaned = "".join(code.split()).replace("-", "").upper()
+    return hashlib.sha256(cleaned.encode()).digest()
+
+
+def new_recovery_code() -> str:
+    """Ten random base32 characters (50 bits) in two groups of five."""
+    raw = base64.b32encode(secrets.token_bytes(10)).decode()[:10]
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def totp_step(secret: str, code: str, now: datetime) -> int | None:
+    """The time step (now ±1) whose RFC 6238 code is ``code``, or ``None``."""
+    totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP_S)
+    current = int(now.timestamp()) // TOTP_STEP_S
+    found = None
+    for step in (current - 1, current, current + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code.strip()):
+            found = step
+    return found
 
 
 def utcnow() -> datetime:
@@ -327,8 +387,11 @@ class AuthService:
 
     async def login(
         self, email: str, password: str, user_agent: str, client: str | None = None
-    ) -> IssuedTokens:
+    ) -> IssuedTokens | MfaChallenge:
         """Check the password and open a session, unless failures say to refuse or slow down.
+
+        With MFA on, a right password opens no session yet: the answer is an
+        :class:`MfaChallenge` whose token :meth:`verify_mfa` takes with the second factor.
 
         Failed attempts are counted per submitted email (existing or not) and per client
         address (``None``: unknown, not counted); see :class:`LoginPolicy`.
@@ -354,16 +417,25 @@ class AuthService:
                 await uow.commit()
             raise InvalidCredentialsError()
         await self._succeeded(keys)
+        if user.mfa_enabled:
+            return self._challenge(user.id)
+        async with self._uow() as uow:
+            session, token = await self._open_session(uow, user, user_agent, "login_succeeded")
+            await uow.commit()
+        return await self._started(user, session, token)
+
+    async def _open_session(
+        self, uow: UnitOfWork, user: UserRecord, user_agent: str, kind: str
+    ) -> tuple[SessionRecord, str]:
         now = self._clock()
         session = SessionRecord(uuid.uuid4(), user.id, now, now, user_agent[:256], None)
         token, token_hash = new_refresh_token()
-        async with self._uow() as uow:
-            await uow.sessions.add(session)
-            await uow.refresh_tokens.add(token_hash, session.id)
-            await self._audit(
-                uow, "login_succeeded", user.id, user.id, {"session": str(session.id)}
-            )
-            await uow.commit()
+        await uow.sessions.add(session)
+        await uow.refresh_tokens.add(token_hash, session.id)
+        await self._audit(uow, kind, user.id, user.id, {"session": str(session.id)})
+        return session, token
+
+    async def _started(self, user: UserRecord, session: SessionRecord, token: str) -> IssuedTokens:
         await self._publish(lambda: self._cache.session_started(session.id))
         await self._publish(
             lambda: self._cache.user_changed(user.id, UserState(user.roles, user.disabled))
@@ -423,6 +495,183 @@ class AuthService:
                 await self._audit(uow, kind, user_id, user_id, {"session": str(session_id)})
                 await uow.commit()
         await self._publish(lambda: self._cache.sessions_revoked([session_id]))
+
+    # -- second factor ---------------------------------------------------------------------
+
+    async def enroll_mfa(self, user_id: UUID) -> MfaEnrollment:
+        """Make a new TOTP secret for the caller, to be confirmed by :meth:`activate_mfa`.
+
+        Raises:
+            MfaStateError: MFA is on already.
+            InvalidCredentialsError: the account no longer exists or is disabled.
+        """
+        user = await self.me(user_id)
+        if user.mfa_enabled:
+            raise MfaStateError("MFA is on already; turn it off first.")
+        secret = pyotp.random_base32()
+        async with self._uow() as uow:
+            if not await uow.users.set_pending_mfa(user_id, self._seal_mfa(user_id, secret)):
+                raise InvalidCredentialsError()
+            await self._audit(uow, "mfa_enrolled", user_id, user_id, {})
+            await uow.commit()
+        uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="shoal")
+        return MfaEnrollment(secret, uri)
+
+    async def activate_mfa(self, user_id: UUID, code: str) -> list[str]:
+        """Turn MFA on with a code of the enrolled secret; return new recovery codes.
+
+        The code that activates counts as used.
+
+        Raises:
+            MfaStateError: MFA is on already, or nothing was enrolled.
+            InvalidInputError: the code is wrong (field ``code``).
+        """
+        async with self._uow() as uow:
+            state = await uow.users.mfa_state(user_id)
+            if state is None or state.enabled or state.pending_secret is None:
+                raise MfaStateError("Nothing to activate: enroll first, with MFA off.")
+            secret = self._open_mfa(user_id, state.pending_secret)
+            step = totp_step(secret, code, self._clock())
+            if step is None:
+                await self._mfa_failed(uow, user_id, "activate")
+                raise InvalidInputError("code", "wrong or expired code")
+            if not await uow.users.activate_mfa(user_id, state.pending_secret, step):
+                raise MfaStateError("MFA changed meanwhile; enroll again.")
+            codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+            await uow.users.replace_recovery_codes(user_id, [recovery_code_hash(c) for c in codes])
+            await self._audit(uow, "mfa_activated", user_id, user_id, {})
+            await uow.commit()
+        return codes
+
+    async def disable_mfa(self, user_id: UUID, code: str | None, recovery_code: str | None) -> None:
+        """Turn the caller's MFA off, proven by a current TOTP code or a recovery code.
+
+        Raises:
+            MfaStateError: MFA is off.
+            InvalidInputError: the code is wrong (field ``code`` or ``recovery_code``).
+        """
+        async with self._uow() as uow:
+            state = await uow.users.mfa_state(user_id)
+            if state is None or not state.enabled or state.secret is None:
+                raise MfaStateError("MFA is off.")
+            if not await self._second_factor(uow, user_id, state.secret, code, recovery_code):
+                await self._mfa_failed(uow, user_id, "disable")
+                field = "code" if code is not None else "recovery_code"
+                raise InvalidInputError(field, "wrong or used code")
+            await uow.users.disable_mfa(user_id)
+            await self._audit(uow, "mfa_disabled", user_id, user_id, {})
+            await uow.commit()
+
+    async def reset_mfa(self, actor_id: UUID | None, user_id: UUID) -> None:
+        """Turn a user's MFA off (an administrator's reset, for a lost device).
+
+        Raises:
+            UnknownUserError: no such user.
+        """
+        async with self._uow() as uow:
+            if not await uow.users.disable_mfa(user_id):
+                raise UnknownUserError(str(user_id))
+            await self._audit(uow, "mfa_reset", user_id, actor_id, {})
+            await uow.commit()
+
+    async def verify_mfa(
+        self,
+        mfa_token: str,
+        code: str | None,
+        recovery_code: str | None,
+        user_agent: str,
+    ) -> IssuedTokens:
+        """Finish a login with MFA: the login's ``mfa_token`` and a TOTP or recovery code.
+
+        Raises:
+            InvalidCredentialsError: the token is not a valid MFA token, or the code is
+                wrong or used already, or the account cannot log in.
+        """
+        user_id = await self._mfa_subject(mfa_token)
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+            state = await uow.users.mfa_state(user_id)
+            if user is None or user.disabled or state is None or state.secret is None:
+                raise InvalidCredentialsError()
+            if not state.enabled or not await self._second_factor(
+                uow, user_id, state.secret, code, recovery_code
+            ):
+                await self._mfa_failed(uow, user_id, "login")
+                raise InvalidCredentialsError()
+            session, token = await self._open_session(uow, user, user_agent, "login_succeeded")
+            await uow.commit()
+        return await self._started(user, session, token)
+
+    async def _second_factor(
+        self,
+        uow: UnitOfWork,
+        user_id: UUID,
+        sealed: bytes,
+        code: str | None,
+        recovery_code: str | None,
+    ) -> bool:
+        """Spend a TOTP code (its step, once) or a recovery code (once)."""
+        if code is not None:
+            step = totp_step(self._open_mfa(user_id, sealed), code, self._clock())
+            return step is not None and await uow.users.use_totp_step(user_id, step)
+        if recovery_code is not None:
+            code_hash = recovery_code_hash(recovery_code)
+            return await uow.users.use_recovery_code(user_id, code_hash, self._clock())
+        return False
+
+    async def _mfa_failed(self, uow: UnitOfWork, user_id: UUID, during: str) -> None:
+        """Record a wrong second factor; committed on its own, as the caller then raises."""
+        await self._audit(uow, "mfa_failed", user_id, user_id, {"during": during})
+        await uow.commit()
+
+    def _seal_mfa(self, user_id: UUID, secret: str) -> bytes:
+        return self._box.seal(secret.encode(), b"mfa:" + user_id.bytes)
+
+    def _open_mfa(self, user_id: UUID, sealed: bytes) -> str:
+        return self._box.open(sealed, b"mfa:" + user_id.bytes).decode()
+
+    def _challenge(self, user_id: UUID) -> MfaChallenge:
+        assert self._key is not None, "start() loads the signing key"
+        now = int(self._clock().timestamp())
+        ttl = self._policy.mfa_ttl_s
+        claims = {
+            "iss": self._policy.issuer,
+            "aud": self._policy.mfa_audience,
+            "typ": "mfa",
+            "sub": str(user_id),
+            "jti": secrets.token_hex(16),
+            "iat": now,
+            "exp": now + ttl,
+        }
+        return MfaChallenge(self._key.sign(claims), ttl)
+
+    async def _mfa_subject(self, mfa_token: str) -> UUID:
+        """The user an MFA token of ours names; anything else is invalid credentials."""
+        try:
+            kid = jwt.get_unverified_header(mfa_token).get("kid")
+        except jwt.PyJWTError:
+            raise InvalidCredentialsError() from None
+        async with self._uow() as uow:
+            published = await uow.signing_keys.published(self._clock(), self._key_grace)
+        record = next((k for k in published if k.kid == kid), None)
+        if record is None:
+            raise InvalidCredentialsError()
+        try:
+            claims = jwt.decode(
+                mfa_token,
+                jwt.PyJWK.from_json(record.public_jwk).key,
+                algorithms=[ALGORITHM],
+                audience=self._policy.mfa_audience,
+                issuer=self._policy.issuer,
+                # Expiry is checked against the service's clock below, not the wall clock.
+                options={"require": list(_MFA_CLAIMS), "verify_exp": False, "verify_iat": False},
+            )
+            now = self._clock().timestamp()
+            if claims["typ"] != "mfa" or not int(claims["exp"]) > now - _MFA_LEEWAY_S:
+                raise InvalidCredentialsError()
+            return UUID(str(claims["sub"]))
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise InvalidCredentialsError() from None
 
     # -- brute-force protection -------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import pytest
 
 from storage.errors import ConflictError
 from storage.ports import UnitOfWorkFactory
-from storage.records import AuditRecord, SessionRecord, SigningKeyRecord, UserRecord
+from storage.records import AuditRecord, MfaState, SessionRecord, SigningKeyRecord, UserRecord
 
 T0 = datetime(2001, 1, 1, tzinfo=UTC)
 GRACE = timedelta(hours=1)
@@ -150,6 +150,108 @@ class UserRepositoryContract:
             assert await tx.users.get(missing) is None
             assert await tx.users.set_roles(missing, ("admin",)) is None
             assert await tx.users.set_disabled(missing, True) is None
+            assert await tx.users.mfa_state(missing) is None
+            assert not await tx.users.set_pending_mfa(missing, b"sealed")
+            assert not await tx.users.activate_mfa(missing, b"sealed", 1)
+            assert not await tx.users.use_totp_step(missing, 1)
+            assert not await tx.users.disable_mfa(missing)
+            assert not await tx.users.use_recovery_code(missing, b"h" * 32, T0)
+
+    async def _mfa_on(self, uow: UnitOfWorkFactory, step: int = 100) -> UserRecord:
+        added = await add_user(uow)
+        async with uow() as tx:
+            assert await tx.users.set_pending_mfa(added.id, b"sealed-1")
+            assert await tx.users.activate_mfa(added.id, b"sealed-1", step)
+            await tx.commit()
+        return added
+
+    async def test_new_user_has_mfa_off(self, uow: UnitOfWorkFactory) -> None:
+        added = await add_user(uow)
+        async with uow() as tx:
+            state = await tx.users.mfa_state(added.id)
+        assert not added.mfa_enabled
+        assert state == MfaState(False, None, None, None)
+
+    async def test_activation_needs_the_pending_secret_and_happens_once(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        added = await add_user(uow)
+        async with uow() as tx:
+            assert not await tx.users.activate_mfa(added.id, b"sealed-1", 7)
+            assert await tx.users.set_pending_mfa(added.id, b"sealed-1")
+            assert not await tx.users.activate_mfa(added.id, b"other", 7)
+            assert await tx.users.activate_mfa(added.id, b"sealed-1", 7)
+            assert not await tx.users.activate_mfa(added.id, b"sealed-1", 8)
+            await tx.commit()
+        async with uow() as tx:
+            state = await tx.users.mfa_state(added.id)
+            got = await tx.users.get(added.id)
+        assert state == MfaState(True, b"sealed-1", None, 7)
+        assert got is not None and got.mfa_enabled
+
+    async def test_uncommitted_activation_is_rolled_back(self, uow: UnitOfWorkFactory) -> None:
+        added = await add_user(uow)
+        async with uow() as tx:
+            await tx.users.set_pending_mfa(added.id, b"sealed-1")
+            await tx.users.activate_mfa(added.id, b"sealed-1", 7)
+        async with uow() as tx:
+            state = await tx.users.mfa_state(added.id)
+        assert state == MfaState(False, None, None, None)
+
+    async def test_a_totp_step_is_accepted_once_and_only_later_ones_after(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        added = await self._mfa_on(uow, step=100)
+        async with uow() as tx:
+            assert not await tx.users.use_totp_step(added.id, 100)  # the activation's
+            assert not await tx.users.use_totp_step(added.id, 99)
+            assert await tx.users.use_totp_step(added.id, 101)
+            assert not await tx.users.use_totp_step(added.id, 101)
+            await tx.commit()
+        async with uow() as tx:
+            state = await tx.users.mfa_state(added.id)
+            assert await tx.users.use_totp_step(added.id, 102)
+        assert state is not None and state.last_step == 101
+
+    async def test_no_totp_step_is_accepted_while_mfa_is_off(self, uow: UnitOfWorkFactory) -> None:
+        added = await add_user(uow)
+        async with uow() as tx:
+            assert not await tx.users.use_totp_step(added.id, 1)
+
+    async def test_recovery_codes_work_once_and_are_replaced(self, uow: UnitOfWorkFactory) -> None:
+        added, other = await self._mfa_on(uow), await add_user(uow)
+        first, second, third = token_hash(), token_hash(), token_hash()
+        async with uow() as tx:
+            await tx.users.replace_recovery_codes(added.id, [first, second])
+            await tx.commit()
+        async with uow() as tx:
+            assert not await tx.users.use_recovery_code(other.id, first, T0)
+            assert await tx.users.use_recovery_code(added.id, first, T0)
+            assert not await tx.users.use_recovery_code(added.id, first, T0)
+            assert not await tx.users.use_recovery_code(added.id, third, T0)
+            await tx.commit()
+        async with uow() as tx:
+            await tx.users.replace_recovery_codes(added.id, [third])
+            await tx.commit()
+        async with uow() as tx:
+            assert not await tx.users.use_recovery_code(added.id, second, T0)
+            assert await tx.users.use_recovery_code(added.id, third, T0)
+
+    async def test_disable_mfa_forgets_secrets_steps_and_codes(
+        self, uow: UnitOfWorkFactory
+    ) -> None:
+        added = await self._mfa_on(uow)
+        code = token_hash()
+        async with uow() as tx:
+            await tx.users.replace_recovery_codes(added.id, [code])
+            assert await tx.users.disable_mfa(added.id)
+            await tx.commit()
+        async with uow() as tx:
+            state = await tx.users.mfa_state(added.id)
+            got = await tx.users.get(added.id)
+            assert not await tx.users.use_recovery_code(added.id, code, T0)
+        assert state == MfaState(False, None, None, None)
+        assert got is not None and not got.mfa_enabled
 
 
 class SessionRepositoryContract:

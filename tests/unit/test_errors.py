@@ -21,6 +21,7 @@ SAMPLES: list[Exception] = [
     auth_errors.UnknownUserError("abc"),
     auth_errors.UnknownRoleError("wizard"),
     auth_errors.TooManyAttemptsError(42),
+    auth_errors.MfaStateError("MFA is off."),
     inventory_errors.InventoryError("x"),
     inventory_errors.InvalidProductError("price", "must be positive"),
     inventory_errors.ProductExistsError("SKU-1"),
@@ -74,6 +75,7 @@ def test_error_survives_pickle(error: Exception) -> None:
         (auth_errors.UnknownUserError("x"), 404),
         (auth_errors.UnknownRoleError("wizard"), 422),
         (auth_errors.TooManyAttemptsError(3), 429),
+        (auth_errors.MfaStateError("MFA is off."), 409),
     ],
 )
 def test_problem_status_of_each_error(error: Exception, status: int) -> None:

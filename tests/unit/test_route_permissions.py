@@ -19,6 +19,7 @@ PUBLIC_ROUTES = {
     "/auth/register",
     "/auth/login",
     "/auth/refresh",
+    "/auth/mfa/verify",
 }
 
 
