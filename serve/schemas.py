@@ -119,10 +119,9 @@ def _exactly_one(code: str | None, recovery_code: str | None) -> None:
         raise ValueError("give exactly one of code and recovery_code")
 
 
-class MfaVerifyIn(_Strict):
-    """``POST /auth/mfa/verify``: the login's ``mfa_token`` and one second factor."""
+class _SecondFactor(_Strict):
+    """Exactly one of a current TOTP code and a recovery code."""
 
-    mfa_token: str = Field(min_length=1, max_length=2000)
     code: str | None = _CODE
     recovery_code: str | None = _RECOVERY
 
@@ -130,6 +129,12 @@ class MfaVerifyIn(_Strict):
     def _one_factor(self) -> Self:
         _exactly_one(self.code, self.recovery_code)
         return self
+
+
+class MfaVerifyIn(_SecondFactor):
+    """``POST /auth/mfa/verify``: the login's ``mfa_token`` and one second factor."""
+
+    mfa_token: str = Field(min_length=1, max_length=2000)
 
 
 class MfaCodeIn(_Strict):
@@ -138,16 +143,8 @@ class MfaCodeIn(_Strict):
     code: str = Field(min_length=1, max_length=16)
 
 
-class MfaDisableIn(_Strict):
+class MfaDisableIn(_SecondFactor):
     """``DELETE /auth/mfa``: a current TOTP code or a recovery code."""
-
-    code: str | None = _CODE
-    recovery_code: str | None = _RECOVERY
-
-    @model_validator(mode="after")
-    def _one_factor(self) -> Self:
-        _exactly_one(self.code, self.recovery_code)
-        return self
 
 
 class MfaRequiredOut(BaseModel):
