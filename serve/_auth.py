@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +56,23 @@ class Principal:
     session_id: UUID
     roles: tuple[str, ...]
     permissions: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted request: who it is, its rate verdict, and the Redis values it prefetched."""
+
+    principal: Principal
+    decision: RateDecision
+    prefetched: Mapping[str, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    decision: RateDecision
+    active: bool
+    user: UserState
+    prefetched: Mapping[str, bytes | None]
 
 
 class _PublicKeys:
@@ -107,22 +124,26 @@ class Authenticator:
         self._verified: OrderedDict[str, tuple[UUID, UUID, int]] = OrderedDict()
 
     async def principal(
-        self, authorization: str | None, group: str = DEFAULT_GROUP
-    ) -> tuple[Principal, RateDecision]:
+        self, authorization: str | None, group: str = DEFAULT_GROUP, prefetch: Sequence[str] = ()
+    ) -> Admission:
         """The caller, after signature, claims, session, account and rate checks.
+
+        ``prefetch`` names Redis keys the route will read: they come back in the same round
+        trip (absent from the answer when Redis could not be asked).
 
         Raises:
             UnauthenticatedError: the token, session or account is not valid.
             RateLimitedError: the caller is over the group's limit.
         """
         user_id, session_id = await self._verify(_bearer(authorization))
-        decision, active, user = await self._state(user_id, session_id, group)
-        if not active or user.disabled:
+        state = await self._state(user_id, session_id, group, prefetch)
+        if not state.active or state.user.disabled:
             raise UnauthenticatedError()
-        if not decision.allowed:
-            raise RateLimitedError(decision)
-        principal = Principal(user_id, session_id, user.roles, self._rbac.permissions(user.roles))
-        return principal, decision
+        if not state.decision.allowed:
+            raise RateLimitedError(state.decision)
+        roles = state.user.roles
+        principal = Principal(user_id, session_id, roles, self._rbac.permissions(roles))
+        return Admission(principal, state.decision, state.prefetched)
 
     async def limit_anonymous(self, address: str | None, group: str) -> RateDecision | None:
         """Rate-limit a public route by client address (``None``: address unknown, no limit).
@@ -134,7 +155,7 @@ class Authenticator:
         """
         if address is None:
             return None
-        decision, _, _ = await self._limiter.hit(rate_key(group, address), self._limits[group])
+        decision, _ = await self._limiter.hit(rate_key(group, address), self._limits[group])
         if not decision.allowed:
             raise RateLimitedError(decision)
         return decision
@@ -176,22 +197,25 @@ class Authenticator:
             self._verified.popitem(last=False)
 
     async def _state(
-        self, user_id: UUID, session_id: UUID, group: str
-    ) -> tuple[RateDecision, bool, UserState]:
-        """One Redis round trip: a GCRA step on the user's bucket, the session, the roles."""
+        self, user_id: UUID, session_id: UUID, group: str, prefetch: Sequence[str]
+    ) -> _State:
+        """One Redis round trip: a GCRA step, the session, the roles, and the prefetch keys."""
         key, spec = rate_key(group, str(user_id)), self._limits[group]
         try:
-            decision, session, user = await self._limiter.hit(
-                key, spec, self._cache.keys(session_id, user_id)
+            decision, values = await self._limiter.hit(
+                key, spec, [*self._cache.keys(session_id, user_id), *prefetch]
             )
         except StorageError:
             log.warning("session_cache_unavailable")
             decision = self._local.hit(key, spec, group)
-            return (decision, *await self._from_database(user_id, session_id, fill=False))
-        cached = self._cache.decode(session, user)
+            active, user = await self._from_database(user_id, session_id, fill=False)
+            return _State(decision, active, user, {})
+        prefetched = dict(zip(prefetch, values[2:], strict=True))
+        cached = self._cache.decode(values[0], values[1])
         if cached.session_active is None or cached.user is None:
-            return (decision, *await self._from_database(user_id, session_id, fill=True))
-        return decision, cached.session_active, cached.user
+            active, user = await self._from_database(user_id, session_id, fill=True)
+            return _State(decision, active, user, prefetched)
+        return _State(decision, cached.session_active, cached.user, prefetched)
 
     async def _from_database(
         self, user_id: UUID, session_id: UUID, fill: bool
@@ -232,12 +256,19 @@ class Require:
     refuses to start with a route that declares none (deny by default). Authenticated
     routes are rate-limited per user in ``group``; public routes only when a ``group`` is
     given, per client address. The verdict goes to ``request.state.rate_limit`` for the
-    ``RateLimit-*`` headers.
+    ``RateLimit-*`` headers. ``prefetch`` names the Redis key the route will read, so it
+    arrives with the session check (``request.state.prefetched``) in one round trip.
     """
 
-    def __init__(self, permission: str, group: str | None = None) -> None:
+    def __init__(
+        self,
+        permission: str,
+        group: str | None = None,
+        prefetch: Callable[[Request], str | None] | None = None,
+    ) -> None:
         self.permission = permission
         self.group = group
+        self.prefetch = prefetch
 
     async def __call__(self, request: Request) -> Principal | None:
         authenticator: Authenticator = request.app.state.authenticator
@@ -246,10 +277,15 @@ class Require:
                 address = request_client(request)
                 request.state.rate_limit = await authenticator.limit_anonymous(address, self.group)
             return None
-        principal, decision = await authenticator.principal(
-            request.headers.get("authorization"), self.group or DEFAULT_GROUP
+        wanted = self.prefetch(request) if self.prefetch else None
+        admission = await authenticator.principal(
+            request.headers.get("authorization"),
+            self.group or DEFAULT_GROUP,
+            () if wanted is None else (wanted,),
         )
-        request.state.rate_limit = decision
+        principal = admission.principal
+        request.state.rate_limit = admission.decision
+        request.state.prefetched = admission.prefetched
         if self.permission != AUTHENTICATED and not Rbac.allows(
             principal.permissions, self.permission
         ):

@@ -5,12 +5,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from actors.inventory.errors import UnknownProductError
+from actors.inventory.model import SKU_PATTERN
 from serve._admin_routes import admin_routes
 from serve._auth import PUBLIC, Authenticator, Require, declared_permission
 from serve._auth_routes import auth_routes
@@ -35,6 +36,15 @@ from storage.telemetry import node_metrics_text
 ReadinessCheck = Callable[[], Awaitable[object]]
 Anyone = Depends(Require(PUBLIC))
 Reader = Depends(Require("products:read"))
+
+
+def _product_entry(request: Request) -> str | None:
+    """The cache key a product read will need, fetched with the session check."""
+    sku = request.path_params.get("sku", "")
+    return RedisProductCache.product_key(sku) if SKU_PATTERN.fullmatch(sku) else None
+
+
+ProductReader = Depends(Require("products:read", prefetch=_product_entry))
 _PROM_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -158,9 +168,13 @@ def _product_routes(app: FastAPI, deps: GatewayDeps) -> None:
         return _cached_response(await deps.cache.listing(after, limit, load), if_none_match)
 
     @app.get(
-        "/products/{sku}", tags=["inventory"], response_model=ProductOut, dependencies=[Reader]
+        "/products/{sku}",
+        tags=["inventory"],
+        response_model=ProductOut,
+        dependencies=[ProductReader],
     )
     async def get_product(
+        request: Request,
         sku: SkuPath,
         if_none_match: IfNoneMatch = None,
     ) -> Response:
@@ -169,7 +183,8 @@ def _product_routes(app: FastAPI, deps: GatewayDeps) -> None:
                 record = await uow.products.get(sku)
             return None if record is None else ProductOut.of(record).model_dump_json().encode()
 
-        entry = await deps.cache.product(sku, load)
+        prefetched = getattr(request.state, "prefetched", None)
+        entry = await deps.cache.product(sku, load, prefetched)
         if entry is None:
             raise UnknownProductError(sku)
         return _cached_response(entry, if_none_match)

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -104,9 +104,18 @@ class RedisProductCache:
         """The Redis key of one product's entry."""
         return f"shoal:product:{sku}"
 
-    async def product(self, sku: str, load: Loader) -> CachedBody | None:
-        """Return the product's cached body, loading it on a miss; ``None`` if it does not exist."""
-        return await self._get(self.product_key(sku), load)
+    async def product(
+        self, sku: str, load: Loader, prefetched: Mapping[str, bytes | None] | None = None
+    ) -> CachedBody | None:
+        """Return the product's cached body, loading it on a miss; ``None`` if it does not exist.
+
+        ``prefetched`` holds Redis values already read for this request (in the caller's own
+        round trip); the entry is taken from there when present instead of asked again.
+        """
+        key = self.product_key(sku)
+        if prefetched is not None and key in prefetched:
+            return await self._resolve(key, prefetched[key], load)
+        return await self._get(key, load)
 
     async def listing(self, after: str | None, limit: int, load: Loader) -> CachedBody:
         """Return one page of the product listing, cached per listing generation."""
@@ -132,16 +141,24 @@ class RedisProductCache:
             await pipe.execute()
 
     async def _get(self, key: str, load: Loader, cacheable: bool = True) -> CachedBody | None:
-        if cacheable:
-            try:
-                raw = _raw(await self._redis.get(key))
-            except RedisError as exc:
-                log.warning("cache_unavailable", error=type(exc).__name__)
-                CACHE_REQUESTS.labels(self.name, "error").inc()
-                return await _materialize(load)
-            if raw is not None:
-                CACHE_REQUESTS.labels(self.name, "hit").inc()
-                return None if raw == _ABSENT else CachedBody.decode(raw)
+        if not cacheable:
+            return await self._miss(key, load, cacheable=False)
+        try:
+            raw = _raw(await self._redis.get(key))
+        except RedisError as exc:
+            log.warning("cache_unavailable", error=type(exc).__name__)
+            CACHE_REQUESTS.labels(self.name, "error").inc()
+            return await _materialize(load)
+        return await self._resolve(key, raw, load)
+
+    async def _resolve(self, key: str, raw: bytes | None, load: Loader) -> CachedBody | None:
+        """Answer from an entry read from Redis, or load and fill on a miss."""
+        if raw is not None:
+            CACHE_REQUESTS.labels(self.name, "hit").inc()
+            return None if raw == _ABSENT else CachedBody.decode(raw)
+        return await self._miss(key, load, cacheable=True)
+
+    async def _miss(self, key: str, load: Loader, cacheable: bool) -> CachedBody | None:
         CACHE_REQUESTS.labels(self.name, "miss").inc()
         running = self._inflight.get(key)
         if running is not None:

@@ -1,7 +1,8 @@
 """GCRA rate limiting: one atomic Redis script (Redis server time), and the same rule in Python.
 
-The script also reads the session and user keys of :mod:`storage.session_cache` when asked,
-so an authenticated request costs one round trip for its rate limit and its session check.
+The script also reads whatever keys the caller adds (the session and user keys of
+:mod:`storage.session_cache`, and the route's cache entry), so an authenticated cached read
+costs one round trip for its rate limit, its session check and its data.
 The Python twin serves as a per-replica limiter while Redis cannot answer. No library
 offers a GCRA step fused with our session read over redis-py, hence this module.
 """
@@ -9,6 +10,7 @@ offers a GCRA step fused with our session read over redis-py, hence this module.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -30,13 +32,12 @@ else
   tat = tat + period
   redis.call('SET', KEYS[1], tat, 'PX', tat - now)
 end
-local session, user = false, false
-if #KEYS >= 3 then
-  session = redis.call('GET', KEYS[2])
-  user = redis.call('GET', KEYS[3])
+local reply = {allowed, math.max(0, math.floor((now - (tat - burst * period)) / period)),
+               retry_after, tat - now}
+for i = 2, #KEYS do
+  reply[#reply + 1] = redis.call('GET', KEYS[i])
 end
-return {allowed, math.max(0, math.floor((now - (tat - burst * period)) / period)),
-        retry_after, tat - now, session, user}
+return reply
 """
 
 
@@ -99,21 +100,22 @@ class RedisRateLimiter:
         self._script = client.register_script(_GCRA)
 
     async def hit(
-        self, key: str, spec: RateSpec, extra_keys: tuple[str, str] | None = None
-    ) -> tuple[RateDecision, bytes | None, bytes | None]:
-        """Take one request from ``key``'s bucket; also read ``extra_keys`` when given.
+        self, key: str, spec: RateSpec, read: Sequence[str] = ()
+    ) -> tuple[RateDecision, list[bytes | None]]:
+        """Take one request from ``key``'s bucket, and read the keys in ``read`` meanwhile.
 
         Raises:
             StorageUnavailableError: Redis could not answer.
         """
-        keys = [key, *(extra_keys or ())]
         async with translated():
-            reply = await self._script(keys=keys, args=[spec.period_ms, spec.burst])
-        allowed, remaining, retry_after, reset, session, user = reply
+            reply = await self._script(keys=[key, *read], args=[spec.period_ms, spec.burst])
+        allowed, remaining, retry_after, reset = reply[:4]
         decision = RateDecision(
             bool(allowed), spec.burst, int(remaining), int(retry_after), int(reset)
         )
-        return decision, _opt_bytes(session), _opt_bytes(user)
+        values = [_opt_bytes(v) for v in reply[4:]]
+        values += [None] * (len(read) - len(values))  # Lua drops trailing nils
+        return decision, values
 
 
 def _opt_bytes(value: object) -> bytes | None:

@@ -130,3 +130,27 @@ async def test_reads_fall_back_to_the_loader_when_redis_is_unreachable(
     assert entry is not None and entry.body == b"{}"
     assert _count("error") == errors + 1
     await dead.close()
+
+
+async def test_an_entry_prefetched_in_another_round_trip_is_used_as_is(
+    connections: Connections,
+) -> None:
+    cache, sku, calls = RedisProductCache(connections.redis, CachePolicy()), _sku(), []
+
+    async def load() -> bytes:
+        calls.append(1)
+        return b'{"v": "db"}'
+
+    key = RedisProductCache.product_key(sku)
+    stored = await cache.product(sku, load)  # fills Redis
+    assert stored is not None
+    hits = _count("hit")
+    again = await cache.product(sku, load, {key: stored.encode()})
+    assert again == stored
+    assert _count("hit") == hits + 1
+    missed = await cache.product(_sku(), load, {key: None})  # other key: asks Redis itself
+    assert missed is not None
+    fresh_sku = _sku()
+    absent = await cache.product(fresh_sku, load, {RedisProductCache.product_key(fresh_sku): None})
+    assert absent is not None and absent.body == b'{"v": "db"}'
+    assert len(calls) == 3
