@@ -48,6 +48,11 @@ def translate_redis(exc: RedisError) -> StorageError:
     return StorageError(type(exc).__name__)
 
 
+def redis_bytes(value: bytes | str | None) -> bytes | None:
+    """A Redis reply value as bytes (clients configured to decode hand back ``str``)."""
+    return value.encode() if isinstance(value, str) else value
+
+
 @asynccontextmanager
 async def translated() -> AsyncIterator[None]:
     """Run a block whose driver errors leave as storage errors."""

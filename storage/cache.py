@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from storage._translate import translated
+from storage._translate import redis_bytes, translated
 from storage.telemetry import CACHE_REQUESTS
 
 _FILL_IF_LOCKED = """
@@ -144,7 +144,7 @@ class RedisProductCache:
         if not cacheable:
             return await self._miss(key, load, cacheable=False)
         try:
-            raw = _raw(await self._redis.get(key))
+            raw = redis_bytes(await self._redis.get(key))
         except RedisError as exc:
             log.warning("cache_unavailable", error=type(exc).__name__)
             CACHE_REQUESTS.labels(self.name, "error").inc()
@@ -200,14 +200,10 @@ class RedisProductCache:
         deadline = asyncio.get_running_loop().time() + self._policy.wait_ms / 1000
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.005)
-            raw = _raw(await self._redis.get(key))
+            raw = redis_bytes(await self._redis.get(key))
             if raw is not None:
                 return raw
         return None
-
-
-def _raw(value: bytes | str | None) -> bytes | None:
-    return value.encode() if isinstance(value, str) else value
 
 
 def _text(value: bytes | str | None) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from storage._translate import translated
+from storage._translate import redis_bytes, translated
 
 _GCRA = """
 local t = redis.call('TIME')
@@ -113,12 +113,6 @@ class RedisRateLimiter:
         decision = RateDecision(
             bool(allowed), spec.burst, int(remaining), int(retry_after), int(reset)
         )
-        values = [_opt_bytes(v) for v in reply[4:]]
+        values = [redis_bytes(v) for v in reply[4:]]
         values += [None] * (len(read) - len(values))  # Lua drops trailing nils
         return decision, values
-
-
-def _opt_bytes(value: object) -> bytes | None:
-    if value is None or value is False:
-        return None
-    return value.encode() if isinstance(value, str) else bytes(value)  # type: ignore[call-overload]

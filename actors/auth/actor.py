@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
+from actors._shell import LazyService, measured
 from actors.auth.crypto import SecretBox
 from actors.auth.model import LoginPolicy, Rbac
 from actors.auth.passwords import Argon2Hasher, common_passwords
@@ -30,7 +30,7 @@ from storage.login_throttle import RedisLoginThrottle
 from storage.products import SqlUnitOfWorkFactory
 from storage.records import AuditRecord, SessionRecord, UserRecord
 from storage.session_cache import RedisSessionCache
-from storage.telemetry import ACTOR_CALLS, ACTOR_LATENCY, configure_logging, trace_id_var
+from storage.telemetry import configure_logging, trace_id_var
 
 T = TypeVar("T")
 AUTH_ACTOR_NAME = "auth"
@@ -66,49 +66,38 @@ class AuthActor:
         configure_logging(config.log_level, component=AUTH_ACTOR_NAME)
         self._config = config
         self._conn = Connections(config.connections)
-        self._service: AuthService | None = None
-        self._starting: asyncio.Lock | None = None
+        self._service = LazyService(self._build)
 
-    async def _ready(self) -> AuthService:
-        if self._service is not None:
-            return self._service
-        self._starting = self._starting or asyncio.Lock()
-        async with self._starting:
-            if self._service is None:
-                cfg = self._config
-                keys = {kid: base64.b64decode(k) for kid, k in cfg.secret_keys.items()}
-                service = AuthService(
-                    SqlUnitOfWorkFactory(self._conn.engine),
-                    RedisSessionCache(self._conn.redis, cfg.policy.session_ttl_s),
-                    Argon2Hasher(),
-                    box=SecretBox(keys, cfg.current_secret_key),
-                    rbac=Rbac.with_extra(cfg.extra_roles),
-                    policy=cfg.policy,
-                    common_passwords=await asyncio.to_thread(common_passwords),
-                    throttle=RedisLoginThrottle(self._conn.redis),
-                    login_policy=LoginPolicy(window_s=cfg.login_window_s),
-                )
-                await service.start()
-                self._service = service
-        return self._service
+    async def _build(self) -> AuthService:
+        cfg = self._config
+        keys = {kid: base64.b64decode(k) for kid, k in cfg.secret_keys.items()}
+        service = AuthService(
+            SqlUnitOfWorkFactory(self._conn.engine),
+            RedisSessionCache(self._conn.redis, cfg.policy.session_ttl_s),
+            Argon2Hasher(),
+            box=SecretBox(keys, cfg.current_secret_key),
+            rbac=Rbac.with_extra(cfg.extra_roles),
+            policy=cfg.policy,
+            common_passwords=await asyncio.to_thread(common_passwords),
+            throttle=RedisLoginThrottle(self._conn.redis),
+            login_policy=LoginPolicy(window_s=cfg.login_window_s),
+        )
+        await service.start()
+        return service
 
     async def _call(
         self, method: str, trace_id: str, call: Callable[[AuthService], Awaitable[T]]
     ) -> T:
         token = trace_id_var.set(trace_id)
-        started, outcome = time.perf_counter(), "error"
         try:
-            result = await call(await self._ready())
-            outcome = "ok"
-            return result
+            service = await self._service.get()
+            return await measured(AUTH_ACTOR_NAME, method, lambda: call(service))
         finally:
-            ACTOR_CALLS.labels(AUTH_ACTOR_NAME, method, outcome).inc()
-            ACTOR_LATENCY.labels(AUTH_ACTOR_NAME, method).observe(time.perf_counter() - started)
             trace_id_var.reset(token)
 
     async def info(self) -> str:
         """Answer once the signing key is loaded (readiness)."""
-        await self._ready()
+        await self._service.get()
         return "ok"
 
     async def register(
