@@ -6,9 +6,13 @@ process runs and how much of the node it reserves is decided in one place.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,11 +22,18 @@ from ray._private import ray_constants
 from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
 
+import actors
+import storage
+from actors._ops import Operation
+from actors._shell import ShardInfo
 from actors.auth.actor import AUTH_ACTOR_NAME, AuthActor, AuthConfig
 from actors.auth.errors import EmailTakenError
 from actors.auth.service import TokenPolicy
-from actors.inventory.actor import InventoryShardActor, ShardInfo, shard_actor_name
-from actors.inventory.model import NewProduct, Partitioning
+from actors.inventory.actor import InventoryShardActor, shard_actor_name
+from actors.inventory.errors import ProductExistsError
+from actors.inventory.model import CreateProduct, NewProduct
+from actors.payments.actor import WalletShardActor, wallet_actor_name
+from actors.placement import Partitioning
 from cluster.localstack import LocalStack, StackError
 from cluster.settings import Settings
 from serve.deployment import GatewayConfig, GatewayIngress
@@ -30,10 +41,28 @@ from storage import migrate
 from storage.cache import CachePolicy
 from storage.connections import ConnectionConfig
 
+log = logging.getLogger(__name__)
+
 
 def partitioning(settings: Settings) -> Partitioning:
-    """The partition layout every process shares."""
+    """The partition layout of inventory shards."""
     return Partitioning(settings.partitions, settings.inventory_shards)
+
+
+def wallet_partitioning(settings: Settings) -> Partitioning:
+    """The partition layout of wallet shards."""
+    return Partitioning(settings.partitions, settings.wallet_shards)
+
+
+def code_release() -> str:
+    """A digest of the code shard actors run: a change means replacing them (a handoff)."""
+    digest = hashlib.sha256()
+    for package in (actors, storage):
+        root = Path(str(package.__file__)).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def connection_config(settings: Settings, stack: LocalStack) -> ConnectionConfig:
@@ -92,31 +121,105 @@ def shard_names(settings: Settings) -> tuple[str, ...]:
     return tuple(shard_actor_name(i) for i in range(settings.inventory_shards))
 
 
-def ensure_inventory_shards(settings: Settings, stack: LocalStack) -> list[Any]:
-    """Create (or find) the detached, restartable inventory shard actors."""
-    remote_cls = ray.remote(InventoryShardActor)
-    handles = []
-    for shard, name in enumerate(shard_names(settings)):
-        handles.append(
-            remote_cls.options(
-                name=name,
-                namespace=settings.namespace,
-                lifetime="detached",
-                get_if_exists=True,
-                max_restarts=-1,
-                max_task_retries=3,
-                num_cpus=settings.actor_num_cpus,
-                max_concurrency=1000,
-                runtime_env=runtime_env(stack),
-            ).remote(
-                shard,
-                partitioning(settings),
-                connection_config(settings, stack),
-                cache_policy(settings),
-                settings.log_level,
-            )
+def wallet_shard_names(settings: Settings) -> tuple[str, ...]:
+    """Names of the wallet shard actors."""
+    return tuple(wallet_actor_name(i) for i in range(settings.wallet_shards))
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSet:
+    """One kind of single-writer shard: its actor class, names, layout and arguments."""
+
+    kind: str
+    actor: type
+    name: Callable[[int], str]
+    layout: Partitioning
+    args: tuple[Any, ...]
+
+
+def shard_sets(settings: Settings, stack: LocalStack) -> list[ShardSet]:
+    """The shard kinds of a deployment."""
+    conn = connection_config(settings, stack)
+    return [
+        ShardSet(
+            "inventory",
+            InventoryShardActor,
+            shard_actor_name,
+            partitioning(settings),
+            (conn, cache_policy(settings)),
+        ),
+        ShardSet(
+            "wallets", WalletShardActor, wallet_actor_name, wallet_partitioning(settings), (conn,)
+        ),
+    ]
+
+
+def _running(settings: Settings, shards: ShardSet) -> list[Any]:
+    """Every running actor of the kind, including shards beyond the configured count."""
+    found, index = [], 0
+    while True:
+        try:
+            found.append(ray.get_actor(shards.name(index), namespace=settings.namespace))
+        except ValueError:
+            return found
+        index += 1
+
+
+def _hand_over(settings: Settings, shards: ShardSet, running: list[Any], release: str) -> None:
+    """Retire and remove the running shards when their code or layout is not the wanted one.
+
+    Every old shard is retired first (it stops taking commands and commits what it queued),
+    then removed; only then do new shards start. Until they answer, the gateway retries.
+    """
+    infos: list[ShardInfo] = ray.get([h.info.remote() for h in running], timeout=120)
+    wanted = len(running) == shards.layout.shards and all(
+        i.release == release and i.shards == shards.layout.shards and not i.retired for i in infos
+    )
+    if wanted:
+        return
+    log.info("handing %s over: %d shards to %d", shards.kind, len(running), shards.layout.shards)
+    ray.get([h.retire.remote() for h in running], timeout=120)
+    for handle in running:
+        ray.kill(handle, no_restart=True)
+    deadline = time.monotonic() + 60
+    while _running(settings, shards):
+        if time.monotonic() > deadline:
+            raise StackError(f"old {shards.kind} shards did not stop")
+        time.sleep(0.2)
+
+
+def ensure_shards(settings: Settings, stack: LocalStack, shards: ShardSet) -> list[Any]:
+    """Create (or find) the detached, restartable shards of one kind, handing over if needed."""
+    release = code_release()
+    running = _running(settings, shards)
+    if running:
+        _hand_over(settings, shards, running, release)
+    remote_cls: Any = ray.remote(shards.actor)
+    return [
+        remote_cls.options(
+            name=shards.name(shard),
+            namespace=settings.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=0,  # the gateway retries, with the same idempotency keys
+            num_cpus=settings.actor_num_cpus,
+            max_concurrency=1000,
+            runtime_env=runtime_env(stack),
+        ).remote(
+            shard,
+            shards.layout,
+            *shards.args,
+            release=release,
+            log_level=settings.log_level,
         )
-    return handles
+        for shard in range(shards.layout.shards)
+    ]
+
+
+def ensure_inventory_shards(settings: Settings, stack: LocalStack) -> list[Any]:
+    """The inventory shards (created or found)."""
+    return ensure_shards(settings, stack, shard_sets(settings, stack)[0])
 
 
 def token_policy(settings: Settings) -> TokenPolicy:
@@ -163,15 +266,15 @@ def ensure_auth_actor(settings: Settings, stack: LocalStack) -> Any:
 
 
 def start_actors(settings: Settings, stack: LocalStack, timeout_s: float = 120) -> list[Any]:
-    """Create the inventory shards and the auth actor; wait until each answers.
+    """Create the shards and the auth actor; wait until each answers.
 
-    Returns the shard handles, in shard order.
+    Returns the inventory shard handles, in shard order.
     """
-    shards = ensure_inventory_shards(settings, stack)
+    inventory, wallets = (ensure_shards(settings, stack, s) for s in shard_sets(settings, stack))
     auth = ensure_auth_actor(settings, stack)
-    shard_infos(shards, timeout_s)
+    shard_infos([*inventory, *wallets], timeout_s)
     ray.get(auth.info.remote(), timeout=timeout_s)
-    return shards
+    return inventory
 
 
 def auth_actor(settings: Settings) -> Any:
@@ -238,7 +341,11 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
         connections=connection_config(settings, stack),
         cache_policy=cache_policy(settings),
         namespace=settings.namespace,
-        actor_names=(*shard_names(settings), AUTH_ACTOR_NAME),
+        actor_names=(*shard_names(settings), *wallet_shard_names(settings), AUTH_ACTOR_NAME),
+        inventory_shards=shard_names(settings),
+        wallet_shards=wallet_shard_names(settings),
+        partitions=settings.partitions,
+        currency=settings.currency,
         token_policy=token_policy(settings),
         extra_roles=_extra_roles(settings),
         rate_limits={
@@ -278,7 +385,21 @@ def wait_ready(settings: Settings, timeout_s: float = 180.0) -> dict[str, Any]:
 
 
 def seed_products(settings: Settings, handles: list[Any], products: list[NewProduct]) -> int:
-    """Create ``products`` through their owning shards (idempotent); returns how many."""
+    """Create ``products`` through their owning shards; returns how many are new.
+
+    Running it again changes nothing: a SKU that exists is left as it is.
+    """
     layout = partitioning(settings)
-    refs = [handles[layout.owner_of(p.sku)].create_product.remote(p) for p in products]
-    return len(ray.get(refs, timeout=60))
+    refs = []
+    for product in products:
+        command = CreateProduct(Operation.once({"seed": product.sku}), product)
+        refs.append(handles[layout.owner_of(product.sku)].apply.remote([command]))
+    created = 0
+    for (result,) in ray.get(refs, timeout=60):
+        if isinstance(result, Exception):
+            raise result
+        if result.refusal is None:
+            created += 1
+        elif not isinstance(result.refusal, ProductExistsError):
+            raise result.refusal
+    return created

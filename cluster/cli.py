@@ -148,9 +148,8 @@ def _collect_status(settings: Settings, stack: LocalStack) -> dict[str, Any]:
             for name, a in apps.items()
             for dname, d in a.deployments.items()
         }
-        handles = [
-            ray.get_actor(n, namespace=settings.namespace) for n in bootstrap.shard_names(settings)
-        ]
+        names = (*bootstrap.shard_names(settings), *bootstrap.wallet_shard_names(settings))
+        handles = [ray.get_actor(n, namespace=settings.namespace) for n in names]
         report["shards"] = [asdict(i) for i in bootstrap.shard_infos(handles, 15)]
     report["cache_hit_ratio"] = cache_hit_ratios(stack.paths.metrics)
     return report

@@ -97,6 +97,7 @@ class Settings(BaseSettings):
 
     partitions: int = Field(default=64, ge=1)
     inventory_shards: int = Field(default=2, ge=1)
+    wallet_shards: int = Field(default=2, ge=1)
     actor_num_cpus: float = Field(default=0.05, ge=0, le=1)
 
     pg_max_connections: int = Field(default=200, ge=20)
@@ -124,8 +125,8 @@ class Settings(BaseSettings):
             )
         if self.gateway_max_in_flight > self.gateway_max_ongoing_requests:
             raise ValueError("gateway_max_in_flight must not exceed gateway_max_ongoing_requests")
-        if self.inventory_shards > self.partitions:
-            raise ValueError("inventory_shards must not exceed partitions")
+        if max(self.inventory_shards, self.wallet_shards) > self.partitions:
+            raise ValueError("inventory_shards and wallet_shards must not exceed partitions")
         try:
             self.pool_budget().check(self.pg_max_connections)
         except ConnectionBudgetError as exc:
@@ -134,7 +135,7 @@ class Settings(BaseSettings):
 
     def pool_budget(self) -> PoolBudget:
         """Connections every pool-holding process may take: replicas, shards, auth, a driver."""
-        processes = self.gateway_max_replicas + self.inventory_shards + 2
+        processes = self.gateway_max_replicas + self.inventory_shards + self.wallet_shards + 2
         return PoolBudget(
             self.db_pool_size, self.db_max_overflow, processes, self.db_reserved_connections
         )

@@ -15,8 +15,11 @@ from actors.inventory.model import SKU_PATTERN
 from serve._admin_routes import admin_routes
 from serve._auth import PUBLIC, Authenticator, Require, declared_permission
 from serve._auth_routes import auth_routes
+from serve._inventory_routes import inventory_routes
 from serve._middleware import GatewayMiddleware
+from serve._shards import ShardRouter
 from serve._tracing import RequestIdMiddleware
+from serve._wallet_routes import wallet_routes
 from serve.errors import install_error_handlers
 from serve.schemas import (
     Cursor,
@@ -57,6 +60,9 @@ class GatewayDeps:
         cache: cache-aside reads of products.
         authenticator: verifies access tokens, sessions and roles in the replica.
         auth_actor: returns the auth actor's handle (logins, refreshes, session changes).
+        inventory: sends catalogue and stock writes to the owning inventory shards.
+        wallets: sends money movements to the owning wallet shards.
+        currency: the deployment's one currency.
         checks: named readiness checks; each raises or times out when unhealthy.
         max_body: largest request body accepted, in bytes.
         max_in_flight: requests this replica works on at once before it sheds new ones.
@@ -70,7 +76,10 @@ class GatewayDeps:
     cache: RedisProductCache
     authenticator: Authenticator
     auth_actor: Callable[[], Awaitable[Any]]
+    inventory: ShardRouter
+    wallets: ShardRouter
     checks: Mapping[str, ReadinessCheck]
+    currency: str = "USD"
     max_body: int = 64 * 1024
     max_in_flight: int = 48
     trusted_proxies: frozenset[str] = frozenset({"127.0.0.1/32"})
@@ -110,6 +119,8 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     app.state.trusted_proxies = deps.trusted_proxies
     _health_routes(app, deps)
     _product_routes(app, deps)
+    inventory_routes(app, deps.inventory, deps.currency)
+    wallet_routes(app, deps.uow, deps.wallets, deps.currency)
     auth_routes(app, deps.auth_actor)
     admin_routes(app, deps.auth_actor)
     _refuse_undeclared(app)

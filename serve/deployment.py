@@ -19,7 +19,9 @@ from ray import serve
 from actors.auth.actor import AUTH_ACTOR_NAME
 from actors.auth.model import Rbac
 from actors.auth.service import TokenPolicy
+from actors.placement import Partitioning
 from serve._auth import Authenticator
+from serve._shards import ShardRouter
 from serve.app import GatewayDeps, create_app
 from storage.cache import CachePolicy, RedisProductCache
 from storage.connections import ConnectionConfig, Connections, ping_database, ping_redis
@@ -38,6 +40,10 @@ class GatewayConfig:
         cache_policy: TTLs and waits of the product cache.
         namespace: the Ray namespace of shoal's named actors.
         actor_names: the named actors ``/readyz`` expects to answer.
+        inventory_shards: the inventory shard actors' names, by shard index.
+        wallet_shards: the wallet shard actors' names, by shard index.
+        partitions: the fixed number of partitions keys hash to.
+        currency: the deployment's one currency.
         max_body: largest request body accepted, in bytes.
         max_in_flight: requests one replica works on at once before it sheds new ones.
         token_policy: the issuer, audience and lifetimes access tokens are checked against.
@@ -53,6 +59,10 @@ class GatewayConfig:
     cache_policy: CachePolicy
     namespace: str
     actor_names: tuple[str, ...]
+    inventory_shards: tuple[str, ...]
+    wallet_shards: tuple[str, ...]
+    partitions: int
+    currency: str = "USD"
     max_body: int = 64 * 1024
     max_in_flight: int = 48
     token_policy: TokenPolicy = field(default_factory=TokenPolicy)
@@ -80,6 +90,9 @@ class _ActorDirectory:
             self._handles[name] = handle
         return handle
 
+    def forget(self, name: str) -> None:
+        self._handles.pop(name, None)
+
     async def all_answer(self, names: tuple[str, ...]) -> None:
         handles = [await self.get(n) for n in names]
         await asyncio.gather(*(h.info.remote() for h in handles))
@@ -94,6 +107,10 @@ class GatewayIngress:
         self._config = config
         self._conn = Connections(config.connections)
         self._actors = _ActorDirectory(config.namespace)
+
+    def _router(self, kind: str, names: tuple[str, ...]) -> ShardRouter:
+        layout = Partitioning(self._config.partitions, len(names))
+        return ShardRouter(kind, names, layout, self._actors.get, self._actors.forget)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         config, uow = self._config, SqlUnitOfWorkFactory(self._conn.engine)
@@ -113,6 +130,9 @@ class GatewayIngress:
             cache=RedisProductCache(self._conn.redis, config.cache_policy),
             authenticator=authenticator,
             auth_actor=lambda: self._actors.get(AUTH_ACTOR_NAME),
+            inventory=self._router("inventory", config.inventory_shards),
+            wallets=self._router("wallets", config.wallet_shards),
+            currency=config.currency,
             trusted_proxies=frozenset(config.trusted_proxies),
             checks={
                 "postgres": lambda: ping_database(self._conn),

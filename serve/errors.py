@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,12 @@ from fastapi.responses import Response
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 from starlette.exceptions import HTTPException
 
+from actors._ops import (
+    IdempotencyConflictError,
+    OperationInProgressError,
+    Refusal,
+    WrongShardError,
+)
 from actors.auth.errors import (
     AuthError,
     EmailTakenError,
@@ -26,9 +33,18 @@ from actors.auth.errors import (
 from actors.inventory.errors import (
     InvalidProductError,
     InventoryError,
+    NotReservedError,
+    OutOfStockError,
     ProductExistsError,
+    StockLimitError,
     UnknownProductError,
-    WrongShardError,
+)
+from actors.payments.errors import (
+    BalanceLimitError,
+    InsufficientFundsError,
+    InvalidAmountError,
+    PaymentsError,
+    UnknownWalletError,
 )
 from serve._auth import ForbiddenError, UnauthenticatedError
 from serve._ratelimit import RateLimitedError, rate_limit_headers
@@ -65,6 +81,10 @@ class OverloadedError(Exception):
     """This replica has as many requests in flight as it may take; retry shortly."""
 
 
+class IdempotencyKeyRequiredError(Exception):
+    """The route needs an ``Idempotency-Key`` header and the request has none."""
+
+
 class InvalidCursorError(Exception):
     """A list cursor that this server did not issue."""
 
@@ -75,6 +95,22 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     InvalidCursorError: ProblemType(422, "validation", "Invalid request"),
     UnknownProductError: ProblemType(404, "not-found", "Not found"),
     ProductExistsError: ProblemType(409, "conflict", "Already exists"),
+    OutOfStockError: ProblemType(409, "out-of-stock", "Out of stock"),
+    NotReservedError: ProblemType(409, "conflict", "Conflict"),
+    StockLimitError: ProblemType(409, "stock-limit", "Stock limit reached"),
+    InvalidAmountError: ProblemType(422, "validation", "Invalid request"),
+    UnknownWalletError: ProblemType(404, "not-found", "Not found"),
+    InsufficientFundsError: ProblemType(409, "insufficient-funds", "Insufficient funds"),
+    BalanceLimitError: ProblemType(409, "balance-limit", "Balance limit reached"),
+    IdempotencyConflictError: ProblemType(
+        409, "idempotency-conflict", "Idempotency key reused for another request"
+    ),
+    OperationInProgressError: ProblemType(
+        409, "in-progress", "A request with this idempotency key is in progress"
+    ),
+    IdempotencyKeyRequiredError: ProblemType(
+        428, "idempotency-key-required", "Idempotency-Key required"
+    ),
     WrongShardError: _UNAVAILABLE,
     OverloadedError: ProblemType(503, "overloaded", "Server overloaded"),
     BodyTooLargeError: ProblemType(413, "too-large", "Request body too large"),
@@ -95,6 +131,8 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     AuthError: ProblemType(500, "internal", "Internal error"),
     StorageError: ProblemType(500, "internal", "Internal error"),
     InventoryError: ProblemType(500, "internal", "Internal error"),
+    PaymentsError: ProblemType(500, "internal", "Internal error"),
+    Refusal: ProblemType(409, "conflict", "Conflict"),
 }
 _INTERNAL = ProblemType(500, "internal", "Internal error")
 _FIXED_DETAILS = {
@@ -142,19 +180,33 @@ def problem_response(
     return Response(json.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+# Details that say more than the status, for failures whose fields are safe to show.
+_DETAILS: dict[type[BaseException], Callable[[Any], str]] = {
+    UnknownProductError: lambda e: f"No product with SKU {e.sku!r}.",
+    OutOfStockError: lambda e: (
+        f"Only {e.available} of {e.sku!r} are available; {e.requested} were asked."
+    ),
+    InsufficientFundsError: lambda e: f"The balance is {e.balance}; {e.requested} were asked.",
+    IdempotencyConflictError: lambda _: "This Idempotency-Key was used for a different request.",
+    OperationInProgressError: lambda _: (
+        "A request with this Idempotency-Key is still being processed; retry shortly."
+    ),
+    IdempotencyKeyRequiredError: lambda _: (
+        "Send an Idempotency-Key header (1..255 printable characters)."
+    ),
+    BodyTooLargeError: lambda e: f"The body is larger than {e.limit} bytes.",
+    UnsupportedMediaTypeError: lambda _: "Send the body as application/json.",
+}
+
+
 def _detail(exc: BaseException, problem: ProblemType) -> str:
     if problem.status >= 500:
-        return (
-            "The request could not be completed; retry later."
-            if problem.status == 503
-            else ("An unexpected error occurred.")
-        )
-    if isinstance(exc, UnknownProductError):
-        return f"No product with SKU {exc.sku!r}."
-    if isinstance(exc, BodyTooLargeError):
-        return f"The body is larger than {exc.limit} bytes."
-    if isinstance(exc, UnsupportedMediaTypeError):
-        return "Send the body as application/json."
+        if problem.status == 503:
+            return "The request could not be completed; retry later."
+        return "An unexpected error occurred."
+    for cls in type(exc).__mro__:
+        if cls in _DETAILS:
+            return _DETAILS[cls](exc)
     return _FIXED_DETAILS.get(problem.status) or str(exc) or problem.title
 
 
@@ -166,7 +218,7 @@ def problem_for(exc: BaseException) -> Response:
     if problem.status >= 500:
         log.error("request_failed", error=type(exc).__name__, exc_info=exc)
     errors, headers = None, None
-    if isinstance(exc, InvalidProductError | InvalidInputError):
+    if isinstance(exc, InvalidProductError | InvalidInputError | InvalidAmountError):
         errors = [{"field": exc.field, "message": exc.message}]
     elif isinstance(exc, InvalidCursorError):
         errors = [{"field": "cursor", "message": "not a cursor this server issued"}]
@@ -174,6 +226,8 @@ def problem_for(exc: BaseException) -> Response:
         headers = {"WWW-Authenticate": 'Bearer realm="shoal"'}
     elif isinstance(exc, RateLimitedError):
         headers = rate_limit_headers(exc.decision)
+    elif isinstance(exc, OperationInProgressError):
+        headers = {"Retry-After": "1"}
     elif isinstance(exc, TooManyAttemptsError):
         headers = {"Retry-After": str(max(1, exc.retry_after_s))}
     return problem_response(

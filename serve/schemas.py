@@ -12,9 +12,11 @@ from uuid import UUID
 from fastapi import Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from actors.inventory.model import SKU_PATTERN
+from actors._ops import MAX_AMOUNT, MAX_QUANTITY
+from actors.inventory.model import MAX_NAME, SKU_PATTERN
+from actors.payments.model import MAX_REFERENCE
 from serve.errors import InvalidCursorError
-from storage.records import AuditRecord, ProductRecord
+from storage.records import AuditRecord, LedgerEntryRecord, ProductRecord
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
@@ -277,3 +279,128 @@ def decode_audit_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
     if key[0].tzinfo is None:
         raise InvalidCursorError()
     return key
+
+
+_AMOUNT = Field(ge=1, le=MAX_AMOUNT, description="minor units of the deployment's currency")
+_QUANTITY = Field(ge=1, le=MAX_QUANTITY, description="units")
+_NAME = Field(min_length=1, max_length=MAX_NAME)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x20-\x7e]{1,255}$",
+        description="1..255 printable characters; the same key and body answer the same",
+    ),
+]
+
+
+class ProductIn(_Strict):
+    """``POST /products``."""
+
+    sku: str = Field(pattern=f"^{SKU_PATTERN.pattern}$")
+    name: str = _NAME
+    price: int = _AMOUNT
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    initial_stock: int = Field(ge=0, le=MAX_QUANTITY)
+
+
+class ProductPatchIn(_Strict):
+    """``PATCH /products/{sku}``: the fields to change (stock is not one of them)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    price: int | None = Field(default=None, ge=1, le=MAX_AMOUNT)
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.name is None and self.price is None:
+            raise ValueError("give name or price")
+        return self
+
+
+class RestockIn(_Strict):
+    """``POST /products/{sku}/restock``."""
+
+    quantity: int = _QUANTITY
+
+
+class StockOut(BaseModel):
+    """Units available after a stock change."""
+
+    available: int
+
+
+class CreditIn(_Strict):
+    """``POST /wallets/{user_id}/credit``."""
+
+    amount: int = _AMOUNT
+    reason: str = Field(min_length=1, max_length=MAX_REFERENCE)
+
+
+class BalanceOut(BaseModel):
+    """A wallet's balance after a movement."""
+
+    balance: int
+
+
+class WalletOut(BaseModel):
+    """A wallet."""
+
+    user_id: UUID
+    balance: int
+    currency: str
+    updated_at: datetime
+
+
+class LedgerEntryOut(BaseModel):
+    """One movement of a wallet, signed from the wallet's side."""
+
+    id: UUID
+    amount: int
+    balance_after: int
+    kind: str
+    reference: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, record: LedgerEntryRecord) -> LedgerEntryOut:
+        """The API view of a wallet's ledger entry."""
+        assert record.balance_after is not None
+        assert record.created_at is not None
+        return cls(
+            id=record.id,
+            amount=record.amount,
+            balance_after=record.balance_after,
+            kind=record.kind,
+            reference=record.reference,
+            created_at=record.created_at,
+        )
+
+
+class LedgerPage(BaseModel):
+    """``GET /wallets/me/ledger``: newest first."""
+
+    items: list[LedgerEntryOut]
+    next_cursor: str | None
+
+
+def encode_position(position: int) -> str:
+    """An opaque cursor continuing before ledger position ``position``."""
+    return encode_cursor(f"p{position}")
+
+
+def decode_position(cursor: str | None) -> int | None:
+    """The ledger position a cursor continues before.
+
+    Raises:
+        InvalidCursorError: the cursor was not issued by :func:`encode_position`.
+    """
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        position = int(raw[1:]) if raw.startswith("p") else -1
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursorError() from None
+    if position < 1:
+        raise InvalidCursorError()
+    return position

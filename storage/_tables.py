@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -113,4 +114,51 @@ audit_events = Table(
     Column("trace_id", String(128), nullable=False),
     Column("detail", Text, nullable=False),
     Index("ix_audit_events_at", "at"),
+)
+
+# A wallet's currency is the deployment's one currency (a setting), so it is not stored.
+wallets = Table(
+    "wallets",
+    metadata,
+    Column("user_id", Uuid, ForeignKey("users.id"), primary_key=True),
+    Column("balance", BigInteger, nullable=False, server_default="0"),
+    Column("version", BigInteger, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("balance >= 0", name="ck_wallets_balance_nonnegative"),
+)
+
+# Double entry: every movement is two rows whose amounts sum to zero, one on a wallet and
+# one on a system account (``system:funding``, ``system:revenue``), which has no balance.
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("id", Uuid, nullable=False, unique=True),
+    Column("movement_id", Uuid, nullable=False),
+    Column("account", String(64), nullable=False),
+    Column("wallet_id", Uuid, ForeignKey("wallets.user_id"), nullable=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("reference", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("amount <> 0", name="ck_ledger_entries_amount_nonzero"),
+    CheckConstraint(
+        "(wallet_id IS NULL) = (balance_after IS NULL)", name="ck_ledger_entries_wallet_balance"
+    ),
+    Index("ix_ledger_entries_wallet_seq", "wallet_id", "seq"),
+    Index("ix_ledger_entries_movement", "movement_id"),
+)
+
+# Applied operations: the outcome of every mutating command, by its idempotency key, written
+# in the same transaction as the command's effect.
+operations = Table(
+    "operations",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_operations_created_at", "created_at"),
 )

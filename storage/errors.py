@@ -41,3 +41,9 @@ class SerializationFailureError(StorageError):
 
 class ConnectionBudgetError(StorageError):
     """The configured pools could exceed the server's ``max_connections``."""
+
+
+class StaleWriteError(StorageError):
+    """A row changed since the writer read it: reload it and decide again."""
+
+    retryable = True

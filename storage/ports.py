@@ -11,13 +11,16 @@ from uuid import UUID
 
 from storage.records import (
     AuditRecord,
+    LedgerEntryRecord,
     MfaState,
+    OperationRecord,
     Page,
     ProductRecord,
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
     UserState,
+    WalletRecord,
 )
 
 
@@ -36,12 +39,84 @@ class ProductRepository(Protocol):
         """Return every product whose partition is one of ``partitions``."""
         ...
 
+    async def get_many(self, skus: Sequence[str]) -> list[ProductRecord]:
+        """Return the products of ``skus`` that exist, in no particular order."""
+        ...
+
     async def add(self, product: ProductRecord) -> ProductRecord:
         """Insert a new product.
 
         Raises:
             ConflictError: the SKU exists already.
         """
+        ...
+
+    async def update_many(self, rows: Sequence[ProductRecord]) -> list[ProductRecord]:
+        """Store each row's fields if the stored version is one less than the row's.
+
+        Returns the stored rows.
+
+        Raises:
+            StaleWriteError: some stored row has another version (another writer got there).
+        """
+        ...
+
+
+class WalletRepository(Protocol):
+    """Wallets: one per user, created empty with the user."""
+
+    async def add(self, user_id: UUID) -> WalletRecord:
+        """Create the user's empty wallet.
+
+        Raises:
+            ConflictError: the wallet exists already, or the user does not.
+        """
+        ...
+
+    async def get(self, user_id: UUID) -> WalletRecord | None:
+        """Return the user's wallet, or ``None`` when there is no such user."""
+        ...
+
+    async def get_many(self, user_ids: Sequence[UUID]) -> list[WalletRecord]:
+        """Return the wallets of ``user_ids`` that exist, in no particular order."""
+        ...
+
+    async def update_many(self, rows: Sequence[WalletRecord]) -> list[WalletRecord]:
+        """Store each row's balance if the stored version is one less than the row's.
+
+        Raises:
+            StaleWriteError: some stored row has another version.
+        """
+        ...
+
+
+class LedgerRepository(Protocol):
+    """The append-only double-entry ledger."""
+
+    async def append(self, entries: Sequence[LedgerEntryRecord]) -> None:
+        """Add entries; every movement's entries must be in the same call."""
+        ...
+
+    async def of_wallet(
+        self, wallet_id: UUID, before: int | None, limit: int
+    ) -> tuple[list[LedgerEntryRecord], int | None]:
+        """A wallet's entries, newest first, older than position ``before``.
+
+        Returns:
+            Up to ``limit`` entries, and the position to continue before (``None``: no more).
+        """
+        ...
+
+
+class OperationLog(Protocol):
+    """Outcomes of applied commands by idempotency key, written with their effects."""
+
+    async def record(self, operations: Sequence[OperationRecord]) -> set[str]:
+        """Record the operations whose keys are new; return the keys this call recorded."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, OperationRecord]:
+        """The recorded operations among ``keys``, by key."""
         ...
 
 
@@ -232,6 +307,21 @@ class UnitOfWork(Protocol):
     @property
     def users(self) -> UserRepository:
         """The users of this transaction."""
+        ...
+
+    @property
+    def wallets(self) -> WalletRepository:
+        """The wallets of this transaction."""
+        ...
+
+    @property
+    def ledger(self) -> LedgerRepository:
+        """The ledger of this transaction."""
+        ...
+
+    @property
+    def operations(self) -> OperationLog:
+        """The applied-operations log of this transaction."""
         ...
 
     @property

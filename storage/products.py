@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage._tables import products
@@ -18,6 +18,8 @@ from storage.auth import (
     SqlSigningKeyRepository,
     SqlUserRepository,
 )
+from storage.errors import StaleWriteError
+from storage.payments import SqlLedgerRepository, SqlOperationLog, SqlWalletRepository
 from storage.records import Page, ProductRecord
 
 _COLUMNS = (
@@ -35,6 +37,23 @@ _COLUMNS = (
 
 def _record(row: Any) -> ProductRecord:
     return ProductRecord(*row)
+
+
+# One statement for any number of rows: arrays in, one compare-and-set per row.
+_UPDATE_MANY = text(
+    """
+    UPDATE products AS p
+       SET name = u.name, price = u.price, available = u.available,
+           reserved = u.reserved, version = u.version, updated_at = u.updated_at
+      FROM unnest(CAST(:skus AS text[]), CAST(:names AS text[]), CAST(:prices AS bigint[]),
+                  CAST(:available AS bigint[]), CAST(:reserved AS bigint[]),
+                  CAST(:versions AS bigint[]), CAST(:updated AS timestamptz[]))
+           AS u(sku, name, price, available, reserved, version, updated_at)
+     WHERE p.sku = u.sku AND p.version = u.version - 1
+    RETURNING p.sku, p.name, p.price, p.currency, p.available, p.reserved, p.partition,
+              p.version, p.updated_at
+    """
+)
 
 
 class SqlProductRepository:
@@ -66,8 +85,36 @@ class SqlProductRepository:
             rows = (await self._conn.execute(query)).all()
         return [_record(r) for r in rows]
 
+    async def get_many(self, skus: Sequence[str]) -> list[ProductRecord]:
+        """Return the products of ``skus`` that exist, in no particular order."""
+        query = select(*_COLUMNS).where(products.c.sku.in_(list(skus)))
+        async with translated():
+            rows = (await self._conn.execute(query)).all()
+        return [_record(r) for r in rows]
+
+    async def update_many(self, rows: Sequence[ProductRecord]) -> list[ProductRecord]:
+        """Store each row's fields if the stored version is one less than the row's.
+
+        Raises:
+            StaleWriteError: some stored row has another version (another writer got there).
+        """
+        params = {
+            "skus": [r.sku for r in rows],
+            "names": [r.name for r in rows],
+            "prices": [r.price for r in rows],
+            "available": [r.available for r in rows],
+            "reserved": [r.reserved for r in rows],
+            "versions": [r.version for r in rows],
+            "updated": [r.updated_at for r in rows],
+        }
+        async with translated():
+            stored = (await self._conn.execute(_UPDATE_MANY, params)).all()
+        if len(stored) != len(rows):
+            raise StaleWriteError("products changed by another writer")
+        return [_record(r) for r in stored]
+
     async def add(self, product: ProductRecord) -> ProductRecord:
-        """Insert a new product; the database sets ``updated_at``.
+        """Insert a new product.
 
         Raises:
             ConflictError: the SKU exists already.
@@ -81,6 +128,7 @@ class SqlProductRepository:
             "reserved": product.reserved,
             "partition": product.partition,
             "version": product.version,
+            "updated_at": product.updated_at,
         }
         async with translated():
             row = (
@@ -93,6 +141,9 @@ class SqlUnitOfWork:
     """One PostgreSQL transaction with the repositories bound to it."""
 
     products: SqlProductRepository
+    wallets: SqlWalletRepository
+    ledger: SqlLedgerRepository
+    operations: SqlOperationLog
     users: SqlUserRepository
     sessions: SqlSessionRepository
     refresh_tokens: SqlRefreshTokenRepository
@@ -108,6 +159,9 @@ class SqlUnitOfWork:
             self._conn = await self._engine.connect()
             await self._conn.begin()
         self.products = SqlProductRepository(self._conn)
+        self.wallets = SqlWalletRepository(self._conn)
+        self.ledger = SqlLedgerRepository(self._conn)
+        self.operations = SqlOperationLog(self._conn)
         self.users = SqlUserRepository(self._conn)
         self.sessions = SqlSessionRepository(self._conn)
         self.refresh_tokens = SqlRefreshTokenRepository(self._conn)

@@ -166,3 +166,64 @@ class UserState:
 
     roles: tuple[str, ...]
     disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WalletRecord:
+    """One customer's wallet; its balance is the sum of its ledger entries.
+
+    Attributes:
+        user_id: the owner, one wallet per user.
+        balance: minor units of the deployment's currency, never negative.
+        version: incremented by every committed change of the row.
+        updated_at: time of the last change.
+    """
+
+    user_id: UUID
+    balance: int
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntryRecord:
+    """One side of a movement of money; a movement's entries sum to zero.
+
+    Attributes:
+        id: the entry's id.
+        movement_id: the movement both entries belong to.
+        account: ``wallet`` for a wallet's side, else the system account (``system:funding``).
+        wallet_id: the wallet for a wallet's side, else ``None``.
+        amount: signed minor units from the account's side (credit positive).
+        balance_after: the wallet's balance after this entry; ``None`` on system accounts.
+        kind: ``credit``, ``debit`` or ``refund``.
+        reference: why: a credit's reason, or the order or saga step that moved the money.
+        created_at: when the entry was committed (set by the database).
+        seq: the entry's position in the ledger (set by the database).
+    """
+
+    id: UUID
+    movement_id: UUID
+    account: str
+    wallet_id: UUID | None
+    amount: int
+    balance_after: int | None
+    kind: str
+    reference: str
+    created_at: datetime | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    """The stored outcome of one applied (or refused) command, by its idempotency key.
+
+    Attributes:
+        key: the idempotency key (``http:<user>:<Idempotency-Key>``, ``saga:<id>:<step>``...).
+        fingerprint: a digest of what was asked; the same key asking otherwise is a conflict.
+        outcome: the outcome as JSON text, replayed for a repeated call.
+    """
+
+    key: str
+    fingerprint: str
+    outcome: str

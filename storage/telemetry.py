@@ -52,6 +52,17 @@ ACTOR_LATENCY = Histogram(
     ["actor", "method"],
     buckets=_LATENCY_BUCKETS,
 )
+WRITE_BATCH = Histogram(
+    "shoal_write_batch_commands",
+    "Commands committed in one shard transaction (group commit).",
+    ["kind"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+SHARD_RETRIES = Counter(
+    "shoal_shard_retries_total",
+    "Commands the gateway sent to a shard again after a retryable failure.",
+    ["kind", "error"],
+)
 
 
 def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

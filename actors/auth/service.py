@@ -281,6 +281,7 @@ class AuthService:
         try:
             async with self._uow() as uow:
                 user = await uow.users.add(user)
+                await uow.wallets.add(user.id)  # every user has a wallet, empty at first
                 await self._audit(uow, kind, user.id, actor_id, {"roles": list(roles)})
                 await uow.commit()
         except ConflictError:

@@ -1,6 +1,12 @@
-"""Inventory errors. Each survives pickling, because it crosses Ray process boundaries."""
+"""Inventory errors. Each survives pickling, because it crosses Ray process boundaries.
+
+Refusals (:class:`actors._ops.Refusal`) are business answers, recorded with the operation
+and given again for a repeated key; the others are failures of the call itself.
+"""
 
 from __future__ import annotations
+
+from actors._ops import Refusal
 
 
 class InventoryError(Exception):
@@ -14,7 +20,7 @@ class InventoryError(Exception):
 
 
 class InvalidProductError(InventoryError):
-    """A product's fields break the catalogue rules."""
+    """A product's fields or a quantity break the catalogue rules."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(field, message)
@@ -25,28 +31,56 @@ class InvalidProductError(InventoryError):
         return f"{self.field}: {self.message}"
 
 
-class ProductExistsError(InventoryError):
-    """A product with that SKU exists already, with other data."""
+class ProductExistsError(InventoryError, Refusal):
+    """A product with that SKU exists already."""
+
+    code = "product_exists"
 
     def __init__(self, sku: str) -> None:
-        super().__init__(sku)
+        Refusal.__init__(self, sku=sku)
         self.sku = sku
 
 
-class UnknownProductError(InventoryError):
+class UnknownProductError(InventoryError, Refusal):
     """No product has that SKU."""
 
+    code = "unknown_product"
+
     def __init__(self, sku: str) -> None:
-        super().__init__(sku)
+        Refusal.__init__(self, sku=sku)
         self.sku = sku
 
 
-class WrongShardError(InventoryError):
-    """The call reached a shard that does not own the SKU's partition; route it again."""
+class OutOfStockError(InventoryError, Refusal):
+    """Fewer units are available than were asked for."""
 
-    retryable = True
+    code = "out_of_stock"
 
-    def __init__(self, sku: str, shard: int) -> None:
-        super().__init__(sku, shard)
+    def __init__(self, sku: str, available: int, requested: int) -> None:
+        Refusal.__init__(self, sku=sku, available=available, requested=requested)
         self.sku = sku
-        self.shard = shard
+        self.available = available
+        self.requested = requested
+
+
+class StockLimitError(InventoryError, Refusal):
+    """The change would take a product's stock past the largest count kept."""
+
+    code = "stock_limit"
+
+    def __init__(self, sku: str, limit: int) -> None:
+        Refusal.__init__(self, sku=sku, limit=limit)
+        self.sku = sku
+        self.limit = limit
+
+
+class NotReservedError(InventoryError, Refusal):
+    """A release or commit names more units than are reserved."""
+
+    code = "not_reserved"
+
+    def __init__(self, sku: str, reserved: int, requested: int) -> None:
+        Refusal.__init__(self, sku=sku, reserved=reserved, requested=requested)
+        self.sku = sku
+        self.reserved = reserved
+        self.requested = requested

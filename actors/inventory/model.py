@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
-from actors.inventory.errors import InvalidProductError
+from actors._ops import MAX_AMOUNT, MAX_QUANTITY, Operation
+from actors.inventory.errors import (
+    InvalidProductError,
+    NotReservedError,
+    OutOfStockError,
+    StockLimitError,
+)
+from storage.records import ProductRecord
 
 SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
-MAX_AMOUNT = 10**12
-MAX_QUANTITY = 10**6
 MAX_NAME = 200
+MAX_STOCK = 10**12  # the most units of one product kept (available + reserved)
 
 
 def check_sku(sku: str) -> str:
@@ -37,38 +44,148 @@ class NewProduct:
 
     def __post_init__(self) -> None:
         check_sku(self.sku)
-        if not 1 <= len(self.name.strip()) <= MAX_NAME:
-            raise InvalidProductError("name", f"must be 1..{MAX_NAME} characters")
-        if not 1 <= self.price <= MAX_AMOUNT:
-            raise InvalidProductError("price", f"must be an integer 1..{MAX_AMOUNT}")
-        if not 0 <= self.initial_stock <= MAX_QUANTITY:
+        check_name(self.name)
+        check_price(self.price)
+        if type(self.initial_stock) is not int or not 0 <= self.initial_stock <= MAX_QUANTITY:
             raise InvalidProductError("initial_stock", f"must be an integer 0..{MAX_QUANTITY}")
 
 
-@dataclass(frozen=True, slots=True)
-class Partitioning:
-    """A fixed number of partitions, each owned by exactly one of ``shards`` owners.
+def check_quantity(quantity: int, field: str = "quantity") -> int:
+    """Return ``quantity`` when it is a whole number 1..MAX_QUANTITY.
 
-    A key's partition never changes; which shard owns a partition depends only on the
-    shard count, so every process computes the same owner without asking anyone.
+    Raises:
+        InvalidProductError: it is not.
     """
+    if type(quantity) is not int or not 1 <= quantity <= MAX_QUANTITY:
+        raise InvalidProductError(field, f"must be an integer 1..{MAX_QUANTITY}")
+    return quantity
 
-    partitions: int
-    shards: int
+
+def check_name(name: str) -> str:
+    """Return ``name`` without surrounding blanks when it is 1..MAX_NAME characters.
+
+    Raises:
+        InvalidProductError: it is not.
+    """
+    if not 1 <= len(name.strip()) <= MAX_NAME:
+        raise InvalidProductError("name", f"must be 1..{MAX_NAME} characters")
+    return name.strip()
+
+
+def check_price(price: int) -> int:
+    """Return ``price`` when it is a whole amount 1..MAX_AMOUNT.
+
+    Raises:
+        InvalidProductError: it is not.
+    """
+    if type(price) is not int or not 1 <= price <= MAX_AMOUNT:
+        raise InvalidProductError("price", f"must be an integer 1..{MAX_AMOUNT}")
+    return price
+
+
+@dataclass(frozen=True, slots=True)
+class CreateProduct:
+    """Add ``product`` to the catalogue."""
+
+    op: Operation
+    product: NewProduct
+
+    @property
+    def sku(self) -> str:
+        """The SKU the command is about."""
+        return self.product.sku
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateProduct:
+    """Change a product's name or price (stock is changed only by stock commands)."""
+
+    op: Operation
+    sku: str
+    name: str | None = None
+    price: int | None = None
 
     def __post_init__(self) -> None:
-        if not 1 <= self.shards <= self.partitions:
-            raise ValueError("need 1 <= shards <= partitions")
+        check_sku(self.sku)
+        if self.name is not None:
+            object.__setattr__(self, "name", check_name(self.name))
+        if self.price is not None:
+            check_price(self.price)
 
-    def partition_of(self, key: str) -> int:
-        """The partition ``key`` hashes to (stable across processes and releases)."""
-        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") % self.partitions
 
-    def owner_of(self, key: str) -> int:
-        """The shard that owns ``key``."""
-        return self.partition_of(key) % self.shards
+@dataclass(frozen=True, slots=True)
+class StockCommand:
+    """Move ``quantity`` units of ``sku``; ``kind`` says how (see :data:`STOCK_KINDS`)."""
 
-    def partitions_of(self, shard: int) -> tuple[int, ...]:
-        """The partitions ``shard`` owns."""
-        return tuple(range(shard, self.partitions, self.shards))
+    op: Operation
+    sku: str
+    kind: str
+    quantity: int
+
+    def __post_init__(self) -> None:
+        check_sku(self.sku)
+        check_quantity(self.quantity)
+        if self.kind not in STOCK_KINDS:
+            raise InvalidProductError("kind", f"must be one of {sorted(STOCK_KINDS)}")
+
+
+def restock(row: ProductRecord, quantity: int) -> ProductRecord:
+    """More units available."""
+    if row.available + row.reserved + quantity > MAX_STOCK:
+        raise StockLimitError(row.sku, MAX_STOCK)
+    return replace(row, available=row.available + quantity)
+
+
+def reserve(row: ProductRecord, quantity: int) -> ProductRecord:
+    """Hold units for an order: from available to reserved.
+
+    Raises:
+        OutOfStockError: fewer than ``quantity`` are available.
+    """
+    if row.available < quantity:
+        raise OutOfStockError(row.sku, row.available, quantity)
+    return replace(row, available=row.available - quantity, reserved=row.reserved + quantity)
+
+
+def release(row: ProductRecord, quantity: int) -> ProductRecord:
+    """Give held units back: from reserved to available."""
+    if row.reserved < quantity:
+        raise NotReservedError(row.sku, row.reserved, quantity)
+    return replace(row, available=row.available + quantity, reserved=row.reserved - quantity)
+
+
+def commit(row: ProductRecord, quantity: int) -> ProductRecord:
+    """Units held for an order are sold: they leave reserved."""
+    if row.reserved < quantity:
+        raise NotReservedError(row.sku, row.reserved, quantity)
+    return replace(row, reserved=row.reserved - quantity)
+
+
+STOCK_KINDS = {"restock": restock, "reserve": reserve, "release": release, "commit": commit}
+
+
+def product_view(row: ProductRecord) -> dict[str, Any]:
+    """A product as callers see it, as JSON-ready values."""
+    return {
+        "sku": row.sku,
+        "name": row.name,
+        "price": row.price,
+        "currency": row.currency,
+        "available": row.available,
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def new_row(cmd: NewProduct, partition: int, now: datetime) -> ProductRecord:
+    """The first row of a new product."""
+    return ProductRecord(
+        sku=cmd.sku,
+        name=cmd.name.strip(),
+        price=cmd.price,
+        currency=cmd.currency,
+        available=cmd.initial_stock,
+        reserved=0,
+        partition=partition,
+        version=1,
+        updated_at=now,
+    )

@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from actors.inventory.errors import ProductExistsError, UnknownProductError, WrongShardError
-from actors.inventory.model import NewProduct, Partitioning
-from storage.errors import ConflictError, StorageError
-from storage.ports import ProductCache, UnitOfWorkFactory
+from actors._ops import Draft, Outcome, WrongShardError
+from actors._writer import ShardWriter
+from actors.inventory.errors import ProductExistsError, UnknownProductError
+from actors.inventory.model import (
+    STOCK_KINDS,
+    CreateProduct,
+    StockCommand,
+    UpdateProduct,
+    new_row,
+    product_view,
+)
+from actors.placement import Partitioning
+from storage.errors import StorageError
+from storage.ports import ProductCache, UnitOfWork, UnitOfWorkFactory
 from storage.records import ProductRecord
 
 log = structlog.get_logger(__name__)
+InventoryCommand = CreateProduct | UpdateProduct | StockCommand
 
 
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, StorageError) and exc.retryable
 
 
-class InventoryService:
+class InventoryService(ShardWriter[str, ProductRecord, InventoryCommand]):
     """Owns the products of one shard's partitions; every change is committed, then uncached.
 
     Args:
         shard: this shard's index.
         partitioning: the partition layout shared by every process.
-        uow: makes a unit of work (one PostgreSQL transaction) per call.
+        uow: makes a unit of work (one PostgreSQL transaction) per batch.
         cache: the read cache to invalidate after each commit.
+        max_batch: the most commands committed in one transaction.
     """
+
+    kind = "inventory"
 
     def __init__(
         self,
@@ -36,89 +52,82 @@ class InventoryService:
         partitioning: Partitioning,
         uow: UnitOfWorkFactory,
         cache: ProductCache,
+        max_batch: int = 512,
     ) -> None:
+        super().__init__(uow, max_batch)
         self.shard = shard
         self._partitioning = partitioning
-        self._uow = uow
         self._cache = cache
-        self._products: dict[str, ProductRecord] = {}
 
-    @property
-    def products(self) -> dict[str, ProductRecord]:
-        """The in-memory copy of this shard's rows."""
-        return self._products
-
-    async def load(self) -> int:
-        """Reload this shard's products from PostgreSQL; returns how many."""
+    async def warm(self) -> int:
+        """Read every product of this shard's partitions into memory; returns how many."""
         async with self._uow() as uow:
             rows = await uow.products.in_partitions(self._partitioning.partitions_of(self.shard))
-        self._products = {r.sku: r for r in rows}
+        self.entities = {r.sku: r for r in rows}
         return len(rows)
 
-    def product(self, sku: str) -> ProductRecord:
-        """The current row of an owned product.
+    def key_of(self, command: InventoryCommand) -> str:
+        """The SKU ``command`` changes."""
+        return command.sku
 
-        Raises:
-            WrongShardError: this shard does not own ``sku``.
-            UnknownProductError: no such product.
-        """
-        self._check_owner(sku)
-        try:
-            return self._products[sku]
-        except KeyError:
-            raise UnknownProductError(sku) from None
+    def entity_key(self, entity: ProductRecord) -> str:
+        """A product's SKU."""
+        return entity.sku
 
-    async def create_product(self, cmd: NewProduct) -> ProductRecord:
-        """Add a product; creating the same product again returns the first result.
+    async def load(self, uow: UnitOfWork, keys: Sequence[str]) -> list[ProductRecord]:
+        """The stored products among ``keys``."""
+        return await uow.products.get_many(keys)
+
+    def decide(self, command: InventoryCommand, draft: Draft) -> Outcome:
+        """Apply one command to the batch's draft.
 
         Raises:
             WrongShardError: this shard does not own the SKU.
-            ProductExistsError: the SKU exists with other data.
+            UnknownProductError: no such product (not for create).
+            ProductExistsError: create, and the SKU exists.
+            OutOfStockError, NotReservedError, StockLimitError: the stock rules say no.
         """
-        self._check_owner(cmd.sku)
-        existing = self._products.get(cmd.sku)
-        if existing is not None:
-            return self._same_or_conflict(existing, cmd)
-        row = ProductRecord(
-            sku=cmd.sku,
-            name=cmd.name.strip(),
-            price=cmd.price,
-            currency=cmd.currency,
-            available=cmd.initial_stock,
-            reserved=0,
-            partition=self._partitioning.partition_of(cmd.sku),
-            version=1,
-            updated_at=datetime.now(UTC),  # the database stamps the stored row
-        )
-        try:
-            async with self._uow() as uow:
-                row = await uow.products.add(row)
-                await uow.commit()
-        except ConflictError:
-            # Committed by an earlier attempt whose reply was lost: reload and compare.
-            await self.load()
-            return self._same_or_conflict(self._products[cmd.sku], cmd)
-        self._products[row.sku] = row
-        await self._invalidate([row.sku])
-        return row
+        if self._partitioning.owner_of(command.sku) != self.shard:
+            raise WrongShardError(command.sku, self.shard)
+        row: ProductRecord | None = draft.get(command.sku)
+        if isinstance(command, CreateProduct):
+            if row is not None:
+                raise ProductExistsError(command.sku)
+            partition = self._partitioning.partition_of(command.sku)
+            created = new_row(command.product, partition, draft.now)
+            draft.put(command.sku, created)
+            return Outcome(value=product_view(created))
+        if row is None:
+            raise UnknownProductError(command.sku)
+        if isinstance(command, UpdateProduct):
+            changed = replace(
+                row,
+                name=command.name if command.name is not None else row.name,
+                price=command.price if command.price is not None else row.price,
+                updated_at=draft.now,
+            )
+            draft.put(command.sku, changed)
+            return Outcome(value=product_view(changed))
+        moved = replace(STOCK_KINDS[command.kind](row, command.quantity), updated_at=draft.now)
+        draft.put(command.sku, moved)
+        return Outcome(value={"available": moved.available, "reserved": moved.reserved})
 
-    def _check_owner(self, sku: str) -> None:
-        if self._partitioning.owner_of(sku) != self.shard:
-            raise WrongShardError(sku, self.shard)
+    async def store(
+        self,
+        uow: UnitOfWork,
+        created: list[ProductRecord],
+        updated: list[ProductRecord],
+        rows: list[Any],
+    ) -> list[ProductRecord]:
+        """Insert new products and compare-and-set changed ones, in the batch's transaction."""
+        stored = [await uow.products.add(row) for row in created]
+        if updated:
+            stored += await uow.products.update_many(updated)
+        return stored
 
-    @staticmethod
-    def _same_or_conflict(existing: ProductRecord, cmd: NewProduct) -> ProductRecord:
-        same = (existing.name, existing.price, existing.currency) == (
-            cmd.name.strip(),
-            cmd.price,
-            cmd.currency,
-        )
-        if not same:
-            raise ProductExistsError(cmd.sku)
-        return existing
-
-    async def _invalidate(self, skus: list[str]) -> None:
-        """Drop cached copies after commit; the TTL bounds staleness if Redis stays away."""
+    async def committed(self, entities: list[ProductRecord]) -> None:
+        """Drop cached copies before anyone is answered; the TTL bounds staleness otherwise."""
+        skus = [e.sku for e in entities]
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_is_retryable),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -50,3 +51,31 @@ def metric(client: httpx.Client, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(match.group(3))
     return total
+
+
+def login_with_retry(anon: httpx.Client, email: str, password: str) -> httpx.Response:
+    """``POST /auth/login``, waiting out the per-address rate limit of auth routes."""
+    for _ in range(30):
+        response = anon.post("/auth/login", json={"email": email, "password": password})
+        if response.status_code != 429 or "too-many-attempts" in response.json()["type"]:
+            return response
+        time.sleep(float(response.headers.get("retry-after", "1")))
+    return response
+
+
+def staff_client(settings: Settings, anon: httpx.Client, roles: list[str]) -> httpx.Client:
+    """A logged-in client of a new user with ``roles``, made through the auth actor.
+
+    The user's id is the client's ``user_id`` attribute.
+    """
+    import ray
+
+    email = f"staff-{uuid.uuid4().hex[:10]}@example.com"
+    auth = ray.get_actor("auth", namespace=settings.namespace)
+    user = ray.get(auth.create_user.remote(email, STRONG_PASSWORD, roles, "e2e"), timeout=60)
+    login = login_with_retry(anon, email, STRONG_PASSWORD)
+    assert login.status_code == 200, login.text
+    headers = {"authorization": f"Bearer {login.json()['access_token']}"}
+    client = httpx.Client(base_url=settings.base_url, timeout=60, headers=headers)
+    client.user_id = str(user.id)  # type: ignore[attr-defined]
+    return client

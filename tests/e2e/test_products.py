@@ -111,7 +111,7 @@ def test_a_killed_shard_is_restarted_by_ray_and_reloads_from_postgres(
             assert time.monotonic() < deadline, "shard did not come back"
             time.sleep(0.5)
     assert after.pid != before.pid
-    assert after.products == before.products
+    assert after.entities == before.entities
     # The restarted owner still knows the product: creating it again is a no-op, not a conflict.
     _create(settings, cluster, sku)
     while http.get("/readyz").status_code != 200:

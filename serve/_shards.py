@@ -1,0 +1,108 @@
+"""Writes from the gateway to the shard that owns the key: batched, retried, never doubled.
+
+Concurrent requests of one replica bound for the same shard go as one actor call (a
+:class:`actors._writer.Coalescer` per shard, two calls in flight at most), which is what
+keeps a Ray actor hop (about 1 ms and half a core-millisecond) affordable per write.
+Every command carries its idempotency key, so a call that failed in a way that may or may
+not have applied it (the actor died, the shard was handing over) is simply sent again:
+the owner answers a repeated key with the first outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from actors._ops import Outcome
+from actors._writer import Coalescer
+from actors.placement import Partitioning
+from storage.telemetry import SHARD_RETRIES
+
+log = structlog.get_logger(__name__)
+HandleGetter = Callable[[str], Awaitable[Any]]
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether sending the same command again may succeed (and cannot apply it twice)."""
+    if isinstance(exc, RayActorError | ActorUnavailableError):
+        return True
+    return bool(getattr(exc, "retryable", False))
+
+
+class ShardRouter:
+    """Sends commands of one kind (inventory, wallets) to their owning shards.
+
+    Args:
+        kind: what the shards own, for metrics and logs.
+        names: the shard actors' names, by shard index.
+        partitioning: the layout shared by every process.
+        handle: returns the actor handle of a name.
+        forget: drops a cached handle (after its actor died for good and was replaced).
+        retry_for_s: how long one command is retried before the caller gets 503.
+        in_flight: actor calls per shard this replica keeps in flight at once.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        names: tuple[str, ...],
+        partitioning: Partitioning,
+        handle: HandleGetter,
+        forget: Callable[[str], None],
+        *,
+        retry_for_s: float = 10.0,
+        in_flight: int = 2,
+    ) -> None:
+        self.kind = kind
+        self._names = names
+        self._partitioning = partitioning
+        self._handle = handle
+        self._forget = forget
+        self._retry_for_s = retry_for_s
+        self._queues = [
+            Coalescer(self._sender(name), max_batch=256, concurrency=in_flight) for name in names
+        ]
+
+    def _sender(self, name: str) -> Callable[[list[Any]], Awaitable[list[Outcome | Exception]]]:
+        async def send(commands: list[Any]) -> list[Outcome | Exception]:
+            handle = await self._handle(name)
+            try:
+                results: list[Outcome | Exception] = await handle.apply.remote(commands)
+            except ActorDiedError:
+                self._forget(name)  # replaced by a new actor of the same name: look it up again
+                raise
+            return results
+
+        return send
+
+    async def apply(self, key: str, command: Any) -> Outcome:
+        """Apply ``command`` at the owner of ``key``, retrying retryable failures.
+
+        Raises:
+            Exception: the last failure, when retries ran out or it is not retryable.
+        """
+        queue = self._queues[self._partitioning.owner_of(key)]
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            stop=stop_after_delay(self._retry_for_s),
+            wait=wait_random_exponential(multiplier=0.05, max=1.0),
+            before_sleep=lambda state: self._retrying(state.outcome),
+            reraise=True,
+        ):
+            with attempt:
+                return await queue.submit(command)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _retrying(self, outcome: Any) -> None:
+        exc = outcome.exception() if outcome is not None else None
+        SHARD_RETRIES.labels(self.kind, type(exc).__name__).inc()
+        log.info("shard_call_retry", kind=self.kind, error=type(exc).__name__)
