@@ -83,6 +83,9 @@ class Refusal(Exception):
         return Refusal._by_code[code](**detail)
 
 
+Refusal._by_code[Refusal.code] = Refusal
+
+
 def _rebuild_refusal(code: str, detail: dict[str, Any]) -> Refusal:
     return Refusal.rebuild(code, detail)
 
@@ -149,14 +152,21 @@ class WrongShardError(Exception):
     """The call reached a shard that does not own the key, or one handing its keys over.
 
     Retryable: the caller routes it again (after a handoff the new owner answers).
+
+    Attributes:
+        key: the key the call was about.
+        shard: the shard that answered.
+        shards: the number of shards in the answering shard's layout; a caller routing
+            with another number learns the new layout from it.
     """
 
     retryable = True
 
-    def __init__(self, key: str, shard: int) -> None:
-        super().__init__(key, shard)
+    def __init__(self, key: str, shard: int, shards: int) -> None:
+        super().__init__(key, shard, shards)
         self.key = key
         self.shard = shard
+        self.shards = shards
 
 
 @dataclass(slots=True)
@@ -180,6 +190,16 @@ class Draft:
     def get(self, key: Any) -> Any:
         """The entity as the batch sees it so far, or ``None``."""
         return self.changed.get(key, self.base.get(key))
+
+    def vouch(self, key: Any) -> None:
+        """A decision read this entity without changing it: store it unchanged anyway.
+
+        Its version compare-and-set then proves the decision (a refusal, say) was made on
+        the stored row, not on a stale copy.
+        """
+        entity = self.get(key)
+        if entity is not None and key not in self.changed:
+            self.changed[key] = entity
 
     def put(self, key: Any, entity: Any) -> None:
         """Change (or, when it did not exist, create) an entity."""

@@ -148,7 +148,8 @@ class ShardActor(ABC, Generic[W]):
         async def call() -> list[Outcome | Exception]:
             service = await self._service.get()
             if self._retired:  # checked after the last await: nothing slips in after retire
-                return [WrongShardError(str(c.op.key), self._shard) for c in commands]
+                shards = self._partitioning.shards
+                return [WrongShardError(str(c.op.key), self._shard, shards) for c in commands]
             return await service.submit(commands)
 
         return await measured(self.kind, "apply", call)

@@ -81,9 +81,7 @@ class Coalescer(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if len(self._running) < self._concurrency:
-            task = asyncio.create_task(self._drain())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._running.add(asyncio.create_task(self._drain()))
         return future
 
     async def drained(self) -> None:
@@ -92,25 +90,33 @@ class Coalescer(Generic[T, R]):
             await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _drain(self) -> None:
-        while self._queue:
-            batch: list[tuple[T, asyncio.Future[R]]] = []
-            while self._queue and len(batch) < self._max_batch:
-                item, future = self._queue.popleft()
-                if not future.cancelled():  # its caller went away before it was sent
-                    batch.append((item, future))
-            if not batch:
+        try:
+            while self._queue:
+                await self._send_one_batch()
+        finally:
+            # Leave the running set in the same step as the last look at the queue: an item
+            # queued after that look starts a new drain, none waits for a callback.
+            self._running.discard(asyncio.current_task())
+
+    async def _send_one_batch(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        while self._queue and len(batch) < self._max_batch:
+            item, future = self._queue.popleft()
+            if not future.cancelled():  # its caller went away before it was sent
+                batch.append((item, future))
+        if not batch:
+            return
+        try:
+            results: Sequence[R | BaseException] = await self._handle([i for i, _ in batch])
+        except Exception as exc:
+            results = [exc] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
                 continue
-            try:
-                results: Sequence[R | BaseException] = await self._handle([i for i, _ in batch])
-            except Exception as exc:
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
 
 class Command(Protocol):
@@ -162,6 +168,10 @@ class ShardWriter(ABC, Generic[K, E, C]):
     async def drained(self) -> None:
         """Return once every command queued so far is committed or failed."""
         await self._coalescer.drained()
+
+    @abstractmethod
+    def owns(self, key: K) -> bool:
+        """Whether this shard owns ``key`` (only owned rows are read into memory)."""
 
     @abstractmethod
     def key_of(self, command: C) -> K:
@@ -229,7 +239,8 @@ class ShardWriter(ABC, Generic[K, E, C]):
     async def _attempt(self, batch: list[C], todo: list[int], results: list[Result | None]) -> bool:
         """One transaction for the commands ``todo``; ``False`` when some must go again."""
         async with self._uow() as uow:
-            missing = list({self.key_of(batch[i]) for i in todo} - self.entities.keys())
+            wanted = {self.key_of(batch[i]) for i in todo}
+            missing = [k for k in wanted - self.entities.keys() if self.owns(k)]
             if missing:
                 for entity in await self.load(uow, missing):
                     self.entities[self.entity_key(entity)] = entity
@@ -274,6 +285,7 @@ class ShardWriter(ABC, Generic[K, E, C]):
                 outcomes[i] = self.decide(batch[i], draft)
             except Refusal as refusal:
                 outcomes[i] = Outcome(refusal=refusal)
+                draft.vouch(self.key_of(batch[i]))
             except Exception as exc:
                 results[i] = exc
                 failed = True

@@ -188,9 +188,14 @@ def _hand_over(settings: Settings, shards: ShardSet, running: list[Any], release
         time.sleep(0.2)
 
 
-def ensure_shards(settings: Settings, stack: LocalStack, shards: ShardSet) -> list[Any]:
-    """Create (or find) the detached, restartable shards of one kind, handing over if needed."""
-    release = code_release()
+def ensure_shards(
+    settings: Settings, stack: LocalStack, shards: ShardSet, release: str | None = None
+) -> list[Any]:
+    """Create (or find) the detached, restartable shards of one kind, handing over if needed.
+
+    ``release`` names the code the shards run (default: a digest of the code itself).
+    """
+    release = release or code_release()
     running = _running(settings, shards)
     if running:
         _hand_over(settings, shards, running, release)
@@ -330,20 +335,15 @@ def gateway_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
-    """Deploy (or update) the gateway application and leave it serving."""
-    http_options: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        http_options["ssl_certfile"] = str(settings.tls_cert.resolve())
-        http_options["ssl_keyfile"] = str(settings.tls_key.resolve())
-    serve.start(http_options=http_options)
-    config = GatewayConfig(
+def gateway_config(settings: Settings, stack: LocalStack) -> GatewayConfig:
+    """What every gateway replica is built from: connections, shards, limits, policies."""
+    return GatewayConfig(
         connections=connection_config(settings, stack),
         cache_policy=cache_policy(settings),
         namespace=settings.namespace,
         actor_names=(*shard_names(settings), *wallet_shard_names(settings), AUTH_ACTOR_NAME),
-        inventory_shards=shard_names(settings),
-        wallet_shards=wallet_shard_names(settings),
+        inventory_shards=settings.inventory_shards,
+        wallet_shards=settings.wallet_shards,
         partitions=settings.partitions,
         currency=settings.currency,
         token_policy=token_policy(settings),
@@ -359,10 +359,20 @@ def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
         https=settings.tls_cert is not None,
         log_level=settings.log_level,
     )
+
+
+def deploy_gateway(settings: Settings, stack: LocalStack) -> None:
+    """Deploy (or update) the gateway application and leave it serving."""
+    http_options: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        http_options["ssl_certfile"] = str(settings.tls_cert.resolve())
+        http_options["ssl_keyfile"] = str(settings.tls_key.resolve())
+    serve.start(http_options=http_options)
     options = gateway_options(settings)
     options["ray_actor_options"]["runtime_env"] = runtime_env(stack)
     gateway = serve.deployment(name="gateway", **options)(GatewayIngress)
-    serve.run(gateway.bind(config), name=settings.app_name, route_prefix="/", blocking=False)
+    app = gateway.bind(gateway_config(settings, stack))
+    serve.run(app, name=settings.app_name, route_prefix="/", blocking=False)
 
 
 def wait_ready(settings: Settings, timeout_s: float = 180.0) -> dict[str, Any]:

@@ -5,7 +5,9 @@ Concurrent requests of one replica bound for the same shard go as one actor call
 keeps a Ray actor hop (about 1 ms and half a core-millisecond) affordable per write.
 Every command carries its idempotency key, so a call that failed in a way that may or may
 not have applied it (the actor died, the shard was handing over) is simply sent again:
-the owner answers a repeated key with the first outcome.
+the owner answers a repeated key with the first outcome. When the shards were replaced by a
+different number of them (a handoff), the first answer from a new shard says how many
+there are now, and the router recomputes owners from that.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from actors._ops import Outcome
+from actors._ops import Outcome, WrongShardError
 from actors._writer import Coalescer
 from actors.placement import Partitioning
 from storage.telemetry import SHARD_RETRIES
@@ -43,8 +45,8 @@ class ShardRouter:
 
     Args:
         kind: what the shards own, for metrics and logs.
-        names: the shard actors' names, by shard index.
-        partitioning: the layout shared by every process.
+        name_of: the shard actor's name of a shard index.
+        partitioning: the layout to route with until a shard says it changed.
         handle: returns the actor handle of a name.
         forget: drops a cached handle (after its actor died for good and was replaced).
         retry_for_s: how long one command is retried before the caller gets 503.
@@ -54,7 +56,7 @@ class ShardRouter:
     def __init__(
         self,
         kind: str,
-        names: tuple[str, ...],
+        name_of: Callable[[int], str],
         partitioning: Partitioning,
         handle: HandleGetter,
         forget: Callable[[str], None],
@@ -63,18 +65,26 @@ class ShardRouter:
         in_flight: int = 2,
     ) -> None:
         self.kind = kind
-        self._names = names
-        self._partitioning = partitioning
+        self._name_of = name_of
         self._handle = handle
         self._forget = forget
         self._retry_for_s = retry_for_s
+        self._in_flight = in_flight
+        self._layout(partitioning)
+
+    def _layout(self, partitioning: Partitioning) -> None:
+        self.partitioning = partitioning
         self._queues = [
-            Coalescer(self._sender(name), max_batch=256, concurrency=in_flight) for name in names
+            Coalescer(self._sender(self._name_of(i)), max_batch=256, concurrency=self._in_flight)
+            for i in range(partitioning.shards)
         ]
 
     def _sender(self, name: str) -> Callable[[list[Any]], Awaitable[list[Outcome | Exception]]]:
         async def send(commands: list[Any]) -> list[Outcome | Exception]:
-            handle = await self._handle(name)
+            try:
+                handle = await self._handle(name)
+            except ValueError:  # no actor of that name: replaced by fewer shards, or starting
+                raise WrongShardError(name, -1, await self._current_shards()) from None
             try:
                 results: list[Outcome | Exception] = await handle.apply.remote(commands)
             except ActorDiedError:
@@ -84,13 +94,21 @@ class ShardRouter:
 
         return send
 
+    async def _current_shards(self) -> int:
+        """How many shards the layout has now, as shard 0 says (else: as far as known)."""
+        try:
+            first = await self._handle(self._name_of(0))
+            info = await first.info.remote()
+        except (ValueError, RayActorError, ActorUnavailableError):
+            return self.partitioning.shards
+        return int(info.shards)
+
     async def apply(self, key: str, command: Any) -> Outcome:
         """Apply ``command`` at the owner of ``key``, retrying retryable failures.
 
         Raises:
             Exception: the last failure, when retries ran out or it is not retryable.
         """
-        queue = self._queues[self._partitioning.owner_of(key)]
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_retryable),
             stop=stop_after_delay(self._retry_for_s),
@@ -99,10 +117,13 @@ class ShardRouter:
             reraise=True,
         ):
             with attempt:
-                return await queue.submit(command)
+                return await self._queues[self.partitioning.owner_of(key)].submit(command)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def _retrying(self, outcome: Any) -> None:
         exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, WrongShardError) and exc.shards != self.partitioning.shards:
+            log.info("shard_layout_changed", kind=self.kind, shards=exc.shards)
+            self._layout(Partitioning(self.partitioning.partitions, exc.shards))
         SHARD_RETRIES.labels(self.kind, type(exc).__name__).inc()
         log.info("shard_call_retry", kind=self.kind, error=type(exc).__name__)

@@ -8,6 +8,7 @@ it; the engine, the Redis client and the FastAPI app are built inside the replic
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,8 @@ from ray import serve
 from actors.auth.actor import AUTH_ACTOR_NAME
 from actors.auth.model import Rbac
 from actors.auth.service import TokenPolicy
+from actors.inventory.actor import shard_actor_name
+from actors.payments.actor import wallet_actor_name
 from actors.placement import Partitioning
 from serve._auth import Authenticator
 from serve._shards import ShardRouter
@@ -40,8 +43,8 @@ class GatewayConfig:
         cache_policy: TTLs and waits of the product cache.
         namespace: the Ray namespace of shoal's named actors.
         actor_names: the named actors ``/readyz`` expects to answer.
-        inventory_shards: the inventory shard actors' names, by shard index.
-        wallet_shards: the wallet shard actors' names, by shard index.
+        inventory_shards: how many inventory shards there are (until they say otherwise).
+        wallet_shards: how many wallet shards there are (until they say otherwise).
         partitions: the fixed number of partitions keys hash to.
         currency: the deployment's one currency.
         max_body: largest request body accepted, in bytes.
@@ -59,8 +62,8 @@ class GatewayConfig:
     cache_policy: CachePolicy
     namespace: str
     actor_names: tuple[str, ...]
-    inventory_shards: tuple[str, ...]
-    wallet_shards: tuple[str, ...]
+    inventory_shards: int
+    wallet_shards: int
     partitions: int
     currency: str = "USD"
     max_body: int = 64 * 1024
@@ -108,9 +111,9 @@ class GatewayIngress:
         self._conn = Connections(config.connections)
         self._actors = _ActorDirectory(config.namespace)
 
-    def _router(self, kind: str, names: tuple[str, ...]) -> ShardRouter:
-        layout = Partitioning(self._config.partitions, len(names))
-        return ShardRouter(kind, names, layout, self._actors.get, self._actors.forget)
+    def _router(self, kind: str, name_of: Callable[[int], str], shards: int) -> ShardRouter:
+        layout = Partitioning(self._config.partitions, shards)
+        return ShardRouter(kind, name_of, layout, self._actors.get, self._actors.forget)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         config, uow = self._config, SqlUnitOfWorkFactory(self._conn.engine)
@@ -130,8 +133,8 @@ class GatewayIngress:
             cache=RedisProductCache(self._conn.redis, config.cache_policy),
             authenticator=authenticator,
             auth_actor=lambda: self._actors.get(AUTH_ACTOR_NAME),
-            inventory=self._router("inventory", config.inventory_shards),
-            wallets=self._router("wallets", config.wallet_shards),
+            inventory=self._router("inventory", shard_actor_name, config.inventory_shards),
+            wallets=self._router("wallets", wallet_actor_name, config.wallet_shards),
             currency=config.currency,
             trusted_proxies=frozenset(config.trusted_proxies),
             checks={

@@ -3,24 +3,56 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 from uuid import UUID
 
-from storage.errors import ConflictError, StorageUnavailableError
+from storage.errors import ConflictError, StaleWriteError, StorageError, StorageUnavailableError
 from storage.ports import ThrottleCount
 from storage.records import (
     AuditRecord,
+    LedgerEntryRecord,
     MfaState,
+    OperationRecord,
     Page,
     ProductRecord,
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
     UserState,
+    WalletRecord,
 )
+
+V = TypeVar("V", ProductRecord, WalletRecord)
+
+
+def compare_and_set(
+    table: dict[Any, V],
+    rows: Sequence[V],
+    key: Callable[[V], Hashable],
+    merge: Callable[[V, V], V],
+    valid: Callable[[V], bool],
+) -> list[V]:
+    """What one ``UPDATE ... WHERE version = new - 1 RETURNING`` does, all or nothing.
+
+    ``merge`` takes the stored row and the given one and returns what the update stores;
+    a stored row breaking a check constraint is a ``ConflictError``, and fewer matched rows
+    than given (a wrong version, an unknown key, a key given twice) a ``StaleWriteError``.
+    """
+    matched: dict[Hashable, V] = {}
+    for row in rows:
+        stored = table.get(key(row))
+        if stored is not None and key(row) not in matched and stored.version == row.version - 1:
+            matched[key(row)] = merge(stored, row)
+    if not all(valid(row) for row in matched.values()):
+        raise ConflictError("CheckViolation")
+    if len(matched) != len(rows):
+        raise StaleWriteError("changed by another writer")
+    table.update(matched)
+    return list(matched.values())
 
 
 class FakeProductRepository:
@@ -39,12 +71,137 @@ class FakeProductRepository:
         wanted = set(partitions)
         return [r for r in self._rows.values() if r.partition in wanted]
 
+    async def get_many(self, skus: Sequence[str]) -> list[ProductRecord]:
+        return [self._rows[s] for s in dict.fromkeys(skus) if s in self._rows]
+
     async def add(self, product: ProductRecord) -> ProductRecord:
         if product.sku in self._rows:
             raise ConflictError("UniqueViolation")
-        row = dataclasses.replace(product, updated_at=datetime.now(UTC))
-        self._rows[product.sku] = row
+        self._rows[product.sku] = product
+        return product
+
+    async def update_many(self, rows: Sequence[ProductRecord]) -> list[ProductRecord]:
+        return compare_and_set(self._rows, rows, _sku, _merge_product, _valid_product)
+
+
+def _sku(row: ProductRecord) -> str:
+    return row.sku
+
+
+def _merge_product(stored: ProductRecord, row: ProductRecord) -> ProductRecord:
+    # Like the SQL update: currency and partition never change.
+    return dataclasses.replace(
+        stored,
+        name=row.name,
+        price=row.price,
+        available=row.available,
+        reserved=row.reserved,
+        version=row.version,
+        updated_at=row.updated_at,
+    )
+
+
+def _valid_product(row: ProductRecord) -> bool:
+    return row.price > 0 and row.available >= 0 and row.reserved >= 0
+
+
+class FakeWalletRepository:
+    def __init__(self, rows: dict[UUID, WalletRecord], users: dict[UUID, UserRecord]) -> None:
+        self._rows = rows
+        self._users = users
+
+    async def add(self, user_id: UUID) -> WalletRecord:
+        if user_id in self._rows:
+            raise ConflictError("UniqueViolation")
+        if user_id not in self._users:
+            raise ConflictError("ForeignKeyViolation")
+        row = self._rows[user_id] = WalletRecord(user_id, 0, 1, datetime.now(UTC))
         return row
+
+    async def get(self, user_id: UUID) -> WalletRecord | None:
+        return self._rows.get(user_id)
+
+    async def get_many(self, user_ids: Sequence[UUID]) -> list[WalletRecord]:
+        return [self._rows[u] for u in dict.fromkeys(user_ids) if u in self._rows]
+
+    async def update_many(self, rows: Sequence[WalletRecord]) -> list[WalletRecord]:
+        return compare_and_set(self._rows, rows, _user_id, _merge_wallet, _valid_wallet)
+
+
+def _user_id(row: WalletRecord) -> UUID:
+    return row.user_id
+
+
+def _merge_wallet(stored: WalletRecord, row: WalletRecord) -> WalletRecord:
+    return dataclasses.replace(
+        stored, balance=row.balance, version=row.version, updated_at=row.updated_at
+    )
+
+
+def _valid_wallet(row: WalletRecord) -> bool:
+    return row.balance >= 0
+
+
+class FakeLedgerRepository:
+    """Entries by id; like the database, it stamps ``seq`` (never reused) and ``created_at``."""
+
+    def __init__(
+        self,
+        rows: dict[UUID, LedgerEntryRecord],
+        wallets: dict[UUID, WalletRecord],
+        sequence: Iterator[int],
+    ) -> None:
+        self._rows = rows
+        self._wallets = wallets
+        self._sequence = sequence
+
+    async def append(self, entries: Sequence[LedgerEntryRecord]) -> None:
+        now, added = datetime.now(UTC), {}
+        for entry in entries:
+            if entry.id in self._rows or entry.id in added:
+                raise ConflictError("UniqueViolation")
+            if entry.amount == 0 or (entry.wallet_id is None) != (entry.balance_after is None):
+                raise ConflictError("CheckViolation")
+            if entry.wallet_id is not None and entry.wallet_id not in self._wallets:
+                raise ConflictError("ForeignKeyViolation")
+            added[entry.id] = dataclasses.replace(entry, created_at=now, seq=next(self._sequence))
+        self._rows.update(added)
+
+    async def of_wallet(
+        self, wallet_id: UUID, before: int | None, limit: int
+    ) -> tuple[list[LedgerEntryRecord], int | None]:
+        mine = sorted(
+            (
+                e
+                for e in self._rows.values()
+                if e.wallet_id == wallet_id and (before is None or _seq(e) < before)
+            ),
+            key=_seq,
+            reverse=True,
+        )
+        items = mine[:limit]
+        return items, (items[-1].seq if len(mine) > limit else None)
+
+
+def _seq(entry: LedgerEntryRecord) -> int:
+    assert entry.seq is not None
+    return entry.seq
+
+
+class FakeOperationLog:
+    def __init__(self, rows: dict[str, OperationRecord]) -> None:
+        self._rows = rows
+
+    async def record(self, operations: Sequence[OperationRecord]) -> set[str]:
+        recorded = set()
+        for operation in operations:
+            if operation.key not in self._rows:  # ON CONFLICT (key) DO NOTHING
+                self._rows[operation.key] = operation
+                recorded.add(operation.key)
+        return recorded
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, OperationRecord]:
+        return {k: self._rows[k] for k in keys if k in self._rows}
 
 
 class FakeUserRepository:
@@ -246,9 +403,12 @@ class FakeAuditLog:
         return sorted(rows, key=lambda r: (r.at, r.id), reverse=True)[:limit]
 
 
+_MISSING = object()
+
+
 @dataclasses.dataclass
 class FakeTables:
-    """Every fake table; a unit of work stages a copy and publishes it on commit."""
+    """Every fake table; a unit of work stages a copy and publishes its changes on commit."""
 
     products: dict[str, ProductRecord] = dataclasses.field(default_factory=dict)
     users: dict[UUID, UserRecord] = dataclasses.field(default_factory=dict)
@@ -260,29 +420,59 @@ class FakeTables:
     refresh_tokens: dict[bytes, FakeRefreshToken] = dataclasses.field(default_factory=dict)
     signing_keys: dict[str, SigningKeyRecord] = dataclasses.field(default_factory=dict)
     audit: dict[UUID, AuditRecord] = dataclasses.field(default_factory=dict)
+    wallets: dict[UUID, WalletRecord] = dataclasses.field(default_factory=dict)
+    ledger: dict[UUID, LedgerEntryRecord] = dataclasses.field(default_factory=dict)
+    operations: dict[str, OperationRecord] = dataclasses.field(default_factory=dict)
+    # Like a database sequence: shared by every copy, and not rolled back.
+    ledger_seq: Iterator[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
+
+    def tables(self) -> dict[str, dict[Any, Any]]:
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "ledger_seq"
+        }
 
     def copy(self) -> FakeTables:
         # Records are immutable, so copying the dicts isolates the copy.
-        return FakeTables(**{f.name: dict(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        tables = {name: dict(table) for name, table in self.tables().items()}
+        return FakeTables(**tables, ledger_seq=self.ledger_seq)
 
-    def publish(self, staged: FakeTables) -> None:
-        # Update in place: the factory and earlier units of work hold these very dicts.
-        for f in dataclasses.fields(self):
-            table = getattr(self, f.name)
-            table.clear()
-            table.update(getattr(staged, f.name))
+    def publish(self, staged: FakeTables, base: FakeTables) -> None:
+        """Apply the rows ``staged`` changed since ``base`` (row by row, as a database would).
+
+        Rows changed meanwhile by another unit of work are kept unless this one changed them.
+        Update in place: the factory and earlier units of work hold these very dicts.
+        """
+        for name, table in self.tables().items():
+            new, old = getattr(staged, name), getattr(base, name)
+            for key in old.keys() - new.keys():
+                table.pop(key, None)
+            for key, row in new.items():
+                if old.get(key, _MISSING) is not row:
+                    table[key] = row
 
 
 class FakeUnitOfWork:
-    """Stages writes in a copy and publishes them on commit, like a transaction."""
+    """Stages writes in a copy and publishes them on commit, like a transaction.
+
+    Reads see the committed state as of ``__aenter__`` (a snapshot, where PostgreSQL reads
+    committed), and commit publishes the changed rows: two units of work that interleave
+    their compare-and-set on one row can both succeed here. The services never interleave
+    them (a fake call never yields), so their tests are not affected.
+    """
 
     def __init__(self, committed: FakeTables) -> None:
         self._committed = committed
-        self._staged = FakeTables()
+        self._base = self._staged = FakeTables()
 
     async def __aenter__(self) -> Self:
+        self._base = self._committed.copy()
         staged = self._staged = self._committed.copy()
         self.products = FakeProductRepository(staged.products)
+        self.wallets = FakeWalletRepository(staged.wallets, staged.users)
+        self.ledger = FakeLedgerRepository(staged.ledger, staged.wallets, staged.ledger_seq)
+        self.operations = FakeOperationLog(staged.operations)
         self.users = FakeUserRepository(staged.users, staged.mfa, staged.recovery_codes)
         self.sessions = FakeSessionRepository(staged.sessions, staged.users)
         self.refresh_tokens = FakeRefreshTokenRepository(staged.refresh_tokens, staged.sessions)
@@ -296,10 +486,11 @@ class FakeUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._staged = FakeTables()
+        self._base = self._staged = FakeTables()
 
     async def commit(self) -> None:
-        self._committed.publish(self._staged)
+        self._committed.publish(self._staged, self._base)
+        self._base = self._staged.copy()
 
 
 class FakeUnitOfWorkFactory:
@@ -313,9 +504,55 @@ class FakeUnitOfWorkFactory:
         self.refresh_tokens = self.tables.refresh_tokens
         self.signing_keys = self.tables.signing_keys
         self.audit = self.tables.audit
+        self.wallets = self.tables.wallets
+        self.ledger = self.tables.ledger
+        self.operations = self.tables.operations
 
     def __call__(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self.tables)
+
+
+class CountingUnitOfWorkFactory:
+    """Wraps a fake factory: counts transactions and commits, and can fail the next commits.
+
+    Attributes:
+        inner: the wrapped factory (its tables are the committed state).
+        begun: units of work entered.
+        commits: commits that went through.
+        failing_commits: how many of the next commits raise ``failure`` instead.
+        on_enter: called with each unit of work once entered (to tamper with it).
+    """
+
+    def __init__(self, inner: FakeUnitOfWorkFactory | None = None) -> None:
+        self.inner = inner or FakeUnitOfWorkFactory()
+        self.begun = 0
+        self.commits = 0
+        self.failing_commits = 0
+        self.failure: StorageError = StorageUnavailableError("connection lost at commit")
+        self.on_enter: Callable[[FakeUnitOfWork], None] | None = None
+
+    def __call__(self) -> _CountingUnitOfWork:
+        return _CountingUnitOfWork(self, self.inner.tables)
+
+
+class _CountingUnitOfWork(FakeUnitOfWork):
+    def __init__(self, counter: CountingUnitOfWorkFactory, committed: FakeTables) -> None:
+        super().__init__(committed)
+        self._counter = counter
+
+    async def __aenter__(self) -> Self:
+        self._counter.begun += 1
+        entered = await super().__aenter__()
+        if self._counter.on_enter is not None:
+            self._counter.on_enter(entered)
+        return entered
+
+    async def commit(self) -> None:
+        if self._counter.failing_commits > 0:
+            self._counter.failing_commits -= 1
+            raise self._counter.failure
+        await super().commit()
+        self._counter.commits += 1
 
 
 class FakeProductCache:

@@ -66,6 +66,10 @@ class InventoryService(ShardWriter[str, ProductRecord, InventoryCommand]):
         self.entities = {r.sku: r for r in rows}
         return len(rows)
 
+    def owns(self, key: str) -> bool:
+        """Whether this shard owns ``key``."""
+        return self._partitioning.owner_of(key) == self.shard
+
     def key_of(self, command: InventoryCommand) -> str:
         """The SKU ``command`` changes."""
         return command.sku
@@ -88,7 +92,7 @@ class InventoryService(ShardWriter[str, ProductRecord, InventoryCommand]):
             OutOfStockError, NotReservedError, StockLimitError: the stock rules say no.
         """
         if self._partitioning.owner_of(command.sku) != self.shard:
-            raise WrongShardError(command.sku, self.shard)
+            raise WrongShardError(command.sku, self.shard, self._partitioning.shards)
         row: ProductRecord | None = draft.get(command.sku)
         if isinstance(command, CreateProduct):
             if row is not None:

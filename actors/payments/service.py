@@ -41,6 +41,10 @@ class WalletService(ShardWriter[UUID, WalletRecord, MoneyCommand]):
         self.shard = shard
         self._partitioning = partitioning
 
+    def owns(self, key: UUID) -> bool:
+        """Whether this shard owns ``key``."""
+        return self._partitioning.owner_of(str(key)) == self.shard
+
     def key_of(self, command: MoneyCommand) -> UUID:
         """The wallet ``command`` changes."""
         return command.wallet_id
@@ -63,7 +67,7 @@ class WalletService(ShardWriter[UUID, WalletRecord, MoneyCommand]):
         """
         key = str(command.wallet_id)
         if self._partitioning.owner_of(key) != self.shard:
-            raise WrongShardError(key, self.shard)
+            raise WrongShardError(key, self.shard, self._partitioning.shards)
         wallet: WalletRecord | None = draft.get(command.wallet_id)
         if wallet is None:
             raise UnknownWalletError(key)

@@ -25,11 +25,12 @@ import pytest
 import ray
 import sqlalchemy as sa
 
-from actors._ops import Operation, Outcome
+from actors._ops import Operation, Outcome, WrongShardError
 from actors.inventory.actor import shard_actor_name
 from actors.inventory.model import NewProduct, StockCommand
 from actors.payments.actor import wallet_actor_name
 from actors.payments.model import MoneyCommand
+from actors.placement import Partitioning
 from cluster import bootstrap
 from cluster.localstack import LocalStack
 from cluster.settings import Settings
@@ -101,18 +102,32 @@ def _http(ledger: Ledger, client: httpx.Client, path: str, body: dict[str, Any])
         time.sleep(float(answer.headers.get("retry-after", "0.2")) * random.uniform(0.3, 1))
 
 
-def _direct(ledger: Ledger, settings: Settings, name: str, command: Any) -> Outcome:
-    """Call a shard actor with one command until it answers (same operation every time)."""
+def _direct(
+    ledger: Ledger, settings: Settings, name_of: Callable[[int], str], key: str, command: Any
+) -> Outcome:
+    """Call the owner of ``key`` with one command until it answers (same operation each time).
+
+    Routes like the gateway: a shard that answers "not mine" says how many shards there
+    are now, and the owner is computed again from that.
+    """
+    layout = Partitioning(settings.partitions, _shards_of(settings, name_of))
     deadline = time.monotonic() + 120
     while True:
+        assert time.monotonic() < deadline, f"{key} never answered"
         try:
-            handle = ray.get_actor(name, namespace=settings.namespace)
+            handle = ray.get_actor(name_of(layout.owner_of(key)), namespace=settings.namespace)
             (result,) = ray.get(handle.apply.remote([command]), timeout=30)
-        except (ray.exceptions.RayError, ValueError) as exc:
-            ledger.seen(type(exc).__name__)
-            assert time.monotonic() < deadline, f"{name} never answered"
+        except ValueError:  # no such shard: replaced by fewer; shard 0 knows how many now
+            ledger.seen("ValueError")
+            layout = _layout_now(settings, name_of, layout)
             time.sleep(0.2)
             continue
+        except ray.exceptions.RayError as exc:
+            ledger.seen(type(exc).__name__)
+            time.sleep(0.2)
+            continue
+        if isinstance(result, WrongShardError):
+            layout = Partitioning(settings.partitions, result.shards)
         if isinstance(result, Exception):
             ledger.seen(type(result).__name__)
             assert getattr(result, "retryable", False), repr(result)
@@ -122,12 +137,24 @@ def _direct(ledger: Ledger, settings: Settings, name: str, command: Any) -> Outc
         return result
 
 
+def _layout_now(
+    settings: Settings, name_of: Callable[[int], str], layout: Partitioning
+) -> Partitioning:
+    try:
+        first = ray.get_actor(name_of(0), namespace=settings.namespace)
+        return Partitioning(settings.partitions, ray.get(first.info.remote(), timeout=30).shards)
+    except (ray.exceptions.RayError, ValueError):
+        return layout
+
+
+def _shards_of(settings: Settings, name_of: Callable[[int], str]) -> int:
+    return settings.inventory_shards if name_of is shard_actor_name else settings.wallet_shards
+
+
 def _jobs(
     settings: Settings, world: World, ledger: Ledger, count: int, seed: int
 ) -> list[Callable[[], None]]:
     rng = random.Random(seed)
-    inventory = bootstrap.partitioning(settings)
-    wallets = bootstrap.wallet_partitioning(settings)
     jobs: list[Callable[[], None]] = []
 
     def restock(sku: str, quantity: int) -> None:
@@ -149,7 +176,7 @@ def _jobs(
     def money(wallet: str, kind: str, amount: int) -> None:
         op = Operation.once({"load": kind})
         command = MoneyCommand(op, uuid.UUID(wallet), kind, amount, "load")
-        outcome = _direct(ledger, settings, wallet_actor_name(wallets.owner_of(wallet)), command)
+        outcome = _direct(ledger, settings, wallet_actor_name, wallet, command)
         if outcome.refusal is None:
             with ledger.lock:
                 ledger.balance[wallet] += amount if kind == "credit" else -amount
@@ -159,7 +186,7 @@ def _jobs(
 
     def reserve(sku: str, quantity: int) -> None:
         command = StockCommand(Operation.once({"load": "reserve"}), sku, "reserve", quantity)
-        outcome = _direct(ledger, settings, shard_actor_name(inventory.owner_of(sku)), command)
+        outcome = _direct(ledger, settings, shard_actor_name, sku, command)
         if outcome.refusal is None:
             with ledger.lock:
                 ledger.stock[sku] -= quantity
@@ -302,3 +329,35 @@ def test_killing_shard_processes_under_load_loses_and_doubles_nothing(
     assert len(killed) >= 3, f"only {len(killed)} kills happened during the load"
     _check(stack, world, ledger, before)
     assert ledger.statuses["500"] == 0, ledger.statuses
+
+
+def _replace_shards(settings: Settings, stack: LocalStack, release: str | None = None) -> None:
+    """What `shoal up` does with shards whose layout or code differ: a handoff."""
+    for shards in bootstrap.shard_sets(settings, stack):
+        handles = bootstrap.ensure_shards(settings, stack, shards, release=release)
+        bootstrap.shard_infos(handles, 120)
+
+
+def test_a_handoff_to_more_shards_and_back_under_load_loses_and_doubles_nothing(
+    settings: Settings, stack: LocalStack, world: World
+) -> None:
+    more = settings.model_copy(update={"inventory_shards": 3, "wallet_shards": 3})
+    for target, release in ((more, None), (settings, "next-release")):
+        ledger = Ledger()
+        before = _snapshot(stack, world)
+        with ThreadPoolExecutor(1) as background:
+            load = background.submit(_run, _jobs(settings, world, ledger, 600, seed=5))
+            time.sleep(1.0)
+            _replace_shards(target, stack, release)
+            load.result()  # raises what the load raised
+        _check(stack, world, ledger, before)
+        assert ledger.statuses["500"] == 0, ledger.statuses
+        infos = bootstrap.shard_infos(
+            [
+                ray.get_actor(n, namespace=settings.namespace)
+                for n in (*bootstrap.shard_names(target), *bootstrap.wallet_shard_names(target))
+            ]
+        )
+        assert {i.shards for i in infos} == {target.inventory_shards}
+        assert not any(i.retired for i in infos)
+    assert {i.release for i in infos} == {"next-release"}

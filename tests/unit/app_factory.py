@@ -8,7 +8,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from actors.auth.model import Rbac
+from actors.placement import Partitioning
 from serve._auth import Authenticator
+from serve._shards import ShardRouter
 from serve.app import GatewayDeps, create_app
 from storage.cache import CachePolicy, RedisProductCache
 from storage.ratelimit import RateSpec, RedisRateLimiter
@@ -18,6 +20,20 @@ from tests.fakes import FakeUnitOfWorkFactory
 
 async def _no_actor() -> object:
     raise AssertionError("these tests never call an actor")
+
+
+async def _no_shard(name: str) -> object:
+    raise AssertionError(f"these tests never call a shard ({name})")
+
+
+def _router(kind: str) -> ShardRouter:
+    def name_of(shard: int) -> str:
+        return f"{kind}-shard-{shard}"
+
+    def forget(name: str) -> None:
+        raise AssertionError(f"these tests never call a shard ({name})")
+
+    return ShardRouter(kind, name_of, Partitioning(8, 2), _no_shard, forget)
 
 
 def offline_app(cors_origins: tuple[str, ...] = ()) -> FastAPI:
@@ -38,6 +54,8 @@ def offline_app(cors_origins: tuple[str, ...] = ()) -> FastAPI:
         cache=RedisProductCache(client, CachePolicy()),
         authenticator=authenticator,
         auth_actor=_no_actor,
+        inventory=_router("inventory"),
+        wallets=_router("wallets"),
         checks={},
         cors_origins=cors_origins,
     )

@@ -6,10 +6,14 @@ import pickle
 
 import pytest
 
+from actors import _ops as ops
 from actors.auth import errors as auth_errors
 from actors.inventory import errors as inventory_errors
+from actors.payments import errors as payments_errors
 from serve.errors import BodyTooLargeError, problem_type_for
 from storage import errors as storage_errors
+
+MODULES = (auth_errors, inventory_errors, payments_errors, storage_errors, ops)
 
 SAMPLES: list[Exception] = [
     auth_errors.AuthError("x"),
@@ -26,20 +30,33 @@ SAMPLES: list[Exception] = [
     inventory_errors.InvalidProductError("price", "must be positive"),
     inventory_errors.ProductExistsError("SKU-1"),
     inventory_errors.UnknownProductError("SKU-1"),
-    inventory_errors.WrongShardError("SKU-1", 3),
+    inventory_errors.OutOfStockError("SKU-1", 2, 5),
+    inventory_errors.StockLimitError("SKU-1", 10**12),
+    inventory_errors.NotReservedError("SKU-1", 0, 3),
+    payments_errors.PaymentsError("x"),
+    payments_errors.InvalidAmountError("amount", "must be positive"),
+    payments_errors.UnknownWalletError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e"),
+    payments_errors.InsufficientFundsError("w", 10, 25),
+    payments_errors.BalanceLimitError("w", 10**15),
+    ops.Refusal(why="no"),
+    ops.IdempotencyConflictError("http:u:k"),
+    ops.OperationInProgressError("http:u:k"),
+    ops.WrongShardError("SKU-1", 3, 4),
     storage_errors.StorageError("x"),
     storage_errors.StorageUnavailableError("down"),
     storage_errors.StorageTimeoutError("slow"),
     storage_errors.ConflictError("dup"),
     storage_errors.SerializationFailureError("retry"),
     storage_errors.ConnectionBudgetError("too many"),
+    storage_errors.StaleWriteError("moved"),
 ]
+PICKLED = [e for e in SAMPLES]
 
 
 def test_every_error_class_has_a_sample() -> None:
     classes = {
         obj
-        for module in (auth_errors, inventory_errors, storage_errors)
+        for module in MODULES
         for obj in vars(module).values()
         if isinstance(obj, type)
         and issubclass(obj, Exception)
@@ -48,7 +65,7 @@ def test_every_error_class_has_a_sample() -> None:
     assert classes == {type(e) for e in SAMPLES}
 
 
-@pytest.mark.parametrize("error", SAMPLES, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("error", PICKLED, ids=lambda e: type(e).__name__)
 def test_error_survives_pickle(error: Exception) -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error)
@@ -62,7 +79,17 @@ def test_error_survives_pickle(error: Exception) -> None:
         (inventory_errors.InvalidProductError("price", "bad"), 422),
         (inventory_errors.UnknownProductError("S"), 404),
         (inventory_errors.ProductExistsError("S"), 409),
-        (inventory_errors.WrongShardError("S", 1), 503),
+        (inventory_errors.OutOfStockError("S", 1, 2), 409),
+        (inventory_errors.NotReservedError("S", 0, 2), 409),
+        (inventory_errors.StockLimitError("S", 10), 409),
+        (payments_errors.InvalidAmountError("amount", "bad"), 422),
+        (payments_errors.UnknownWalletError("w"), 404),
+        (payments_errors.InsufficientFundsError("w", 1, 2), 409),
+        (payments_errors.BalanceLimitError("w", 10), 409),
+        (ops.IdempotencyConflictError("k"), 409),
+        (ops.OperationInProgressError("k"), 409),
+        (ops.WrongShardError("S", 1, 2), 503),
+        (storage_errors.StaleWriteError(), 503),
         (storage_errors.StorageUnavailableError(), 503),
         (storage_errors.StorageTimeoutError(), 503),
         (storage_errors.ConflictError(), 500),
@@ -86,6 +113,8 @@ def test_only_infrastructure_errors_are_retryable() -> None:
     retryable = {type(e).__name__ for e in SAMPLES if getattr(e, "retryable", False)}
     assert retryable == {
         "WrongShardError",
+        "OperationInProgressError",
+        "StaleWriteError",
         "StorageUnavailableError",
         "StorageTimeoutError",
         "SerializationFailureError",

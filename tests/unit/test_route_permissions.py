@@ -26,10 +26,15 @@ PUBLIC_ROUTES = {
 def test_every_route_declares_a_permission_and_only_contract_routes_are_public() -> None:
     routes = [r for r in offline_app().routes if isinstance(r, APIRoute)]
     assert routes
-    declared = {r.path: declared_permission(r) for r in routes}
+    declared = {(m, r.path): declared_permission(r) for r in routes for m in r.methods or ()}
     assert None not in declared.values(), declared
-    assert {path for path, p in declared.items() if p == PUBLIC} == PUBLIC_ROUTES
-    assert declared["/products/{sku}"] == "products:read"
+    assert {path for (_, path), p in declared.items() if p == PUBLIC} == PUBLIC_ROUTES
+    assert declared["GET", "/products/{sku}"] == "products:read"
+    assert declared["POST", "/products"] == "products:write"
+    assert declared["PATCH", "/products/{sku}"] == "products:write"
+    assert declared["POST", "/products/{sku}/restock"] == "inventory:restock"
+    assert declared["GET", "/wallets/me"] == "wallets:read:own"
+    assert declared["POST", "/wallets/{user_id}/credit"] == "wallets:credit"
 
 
 def test_a_route_without_a_permission_stops_the_app() -> None:
