@@ -51,6 +51,18 @@ class Operation:
         return cls.of(f"once:{uuid.uuid4().hex}", request)
 
 
+class FieldError(Exception):
+    """A request field breaks a rule; ``field`` names it for the client (a 422 problem)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(field, message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
 class Refusal(Exception):
     """A business rule said no. It is an outcome: recorded, and replayed for the same key.
 

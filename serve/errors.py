@@ -15,6 +15,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from starlette.exceptions import HTTPException
 
 from actors._ops import (
+    FieldError,
     IdempotencyConflictError,
     OperationInProgressError,
     Refusal,
@@ -218,7 +219,7 @@ def problem_for(exc: BaseException) -> Response:
     if problem.status >= 500:
         log.error("request_failed", error=type(exc).__name__, exc_info=exc)
     errors, headers = None, None
-    if isinstance(exc, InvalidProductError | InvalidInputError | InvalidAmountError):
+    if isinstance(exc, FieldError):
         errors = [{"field": exc.field, "message": exc.message}]
     elif isinstance(exc, InvalidCursorError):
         errors = [{"field": "cursor", "message": "not a cursor this server issued"}]

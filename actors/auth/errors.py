@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from actors._ops import FieldError
+
 
 class AuthError(Exception):
     """Root of auth failures.
@@ -20,16 +22,8 @@ class InvalidCredentialsError(AuthError):
     """
 
 
-class InvalidInputError(AuthError):
+class InvalidInputError(FieldError, AuthError):
     """A field breaks the registration rules."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(field, message)
-        self.field = field
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
 
 
 class WeakPasswordError(InvalidInputError):

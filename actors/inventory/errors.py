@@ -6,7 +6,7 @@ and given again for a repeated key; the others are failures of the call itself.
 
 from __future__ import annotations
 
-from actors._ops import Refusal
+from actors._ops import FieldError, Refusal
 
 
 class InventoryError(Exception):
@@ -19,16 +19,8 @@ class InventoryError(Exception):
     retryable = False
 
 
-class InvalidProductError(InventoryError):
+class InvalidProductError(FieldError, InventoryError):
     """A product's fields or a quantity break the catalogue rules."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(field, message)
-        self.field = field
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
 
 
 class ProductExistsError(InventoryError, Refusal):

@@ -38,6 +38,7 @@ SAMPLES: list[Exception] = [
     payments_errors.UnknownWalletError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e"),
     payments_errors.InsufficientFundsError("w", 10, 25),
     payments_errors.BalanceLimitError("w", 10**15),
+    ops.FieldError("amount", "must be positive"),
     ops.Refusal(why="no"),
     ops.IdempotencyConflictError("http:u:k"),
     ops.OperationInProgressError("http:u:k"),
@@ -50,7 +51,7 @@ SAMPLES: list[Exception] = [
     storage_errors.ConnectionBudgetError("too many"),
     storage_errors.StaleWriteError("moved"),
 ]
-PICKLED = [e for e in SAMPLES]
+PICKLED = list(SAMPLES)
 
 
 def test_every_error_class_has_a_sample() -> None:
