@@ -34,21 +34,23 @@ class Operation:
     Attributes:
         key: the idempotency key; the same key is the same request.
         fingerprint: a digest of what was asked (another request under the key conflicts).
+        trace_id: the trace of the request that sent it, for the shard's log lines.
     """
 
     key: str
     fingerprint: str
+    trace_id: str = field(default="-", compare=False)
 
     @classmethod
-    def of(cls, key: str, request: object) -> Operation:
+    def of(cls, key: str, request: object, trace_id: str = "-") -> Operation:
         """An operation keyed ``key`` whose fingerprint is the digest of ``request``."""
         digest = hashlib.sha256(canonical_json(request).encode()).hexdigest()
-        return cls(key, digest)
+        return cls(key, digest, trace_id)
 
     @classmethod
-    def once(cls, request: object) -> Operation:
+    def once(cls, request: object, trace_id: str = "-") -> Operation:
         """An operation nobody can repeat (the client sent no idempotency key)."""
-        return cls.of(f"once:{uuid.uuid4().hex}", request)
+        return cls.of(f"once:{uuid.uuid4().hex}", request, trace_id)
 
 
 class FieldError(Exception):
@@ -144,6 +146,8 @@ class Outcome:
 
 class IdempotencyConflictError(Exception):
     """The idempotency key was used before for a different request."""
+
+    retryable = False
 
     def __init__(self, key: str) -> None:
         super().__init__(key)

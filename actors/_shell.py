@@ -99,6 +99,7 @@ class ShardActor(ABC, Generic[W]):
     """
 
     kind = "shard"
+    actor_name: Callable[[int], str] = staticmethod(lambda shard: f"shard-{shard}")
 
     def __init__(
         self,
@@ -109,7 +110,7 @@ class ShardActor(ABC, Generic[W]):
         release: str = "dev",
         log_level: str = "INFO",
     ) -> None:
-        configure_logging(log_level, component=f"{self.kind}-shard-{shard}")
+        configure_logging(log_level, component=self.actor_name(shard))
         self._conn = Connections(connections)
         self._partitioning = partitioning
         self._shard = shard

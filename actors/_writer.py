@@ -226,7 +226,8 @@ class ShardWriter(ABC, Generic[K, E, C]):
                 continue
             except Exception as exc:
                 self._forget(batch, todo)
-                log.warning("batch_failed", commands=len(todo), error=type(exc).__name__)
+                traces = sorted({batch[i].op.trace_id for i in todo})
+                log.warning("batch_failed", trace_ids=traces, error=type(exc).__name__)
                 for i in todo:
                     results[i] = exc
                 todo = []

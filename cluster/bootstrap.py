@@ -222,11 +222,6 @@ def ensure_shards(
     ]
 
 
-def ensure_inventory_shards(settings: Settings, stack: LocalStack) -> list[Any]:
-    """The inventory shards (created or found)."""
-    return ensure_shards(settings, stack, shard_sets(settings, stack)[0])
-
-
 def token_policy(settings: Settings) -> TokenPolicy:
     """Issuer, audience and lifetimes of tokens."""
     return TokenPolicy(
@@ -341,7 +336,6 @@ def gateway_config(settings: Settings, stack: LocalStack) -> GatewayConfig:
         connections=connection_config(settings, stack),
         cache_policy=cache_policy(settings),
         namespace=settings.namespace,
-        actor_names=(*shard_names(settings), *wallet_shard_names(settings), AUTH_ACTOR_NAME),
         inventory_shards=settings.inventory_shards,
         wallet_shards=settings.wallet_shards,
         partitions=settings.partitions,

@@ -81,7 +81,7 @@ def up(
             _ensure_admin(settings)
         if demo:
             bootstrap.connect(settings, stack)
-            handles = bootstrap.ensure_inventory_shards(settings, stack)
+            handles = bootstrap.start_actors(settings, stack)
             bootstrap.seed_products(settings, handles, demo_products(settings.currency))
         typer.echo(settings.base_url)
         return

@@ -52,9 +52,13 @@ def inventory_routes(app: FastAPI, shards: ShardRouter, currency: str) -> None:
 
     @app.patch("/products/{sku}", tags=["inventory"], response_model=ProductOut)
     async def update_product(
-        request: Request, caller: CatalogWriter, sku: SkuPath, body: ProductPatchIn
+        request: Request,
+        caller: CatalogWriter,
+        sku: SkuPath,
+        body: ProductPatchIn,
+        key: IdempotencyKey = None,
     ) -> Response:
-        op = operation(request, caller, None, body.model_dump())
+        op = operation(request, caller, key, body.model_dump())
         return await write(shards, sku, UpdateProduct(op, sku, body.name, body.price), _product)
 
     @app.post("/products/{sku}/restock", tags=["inventory"], response_model=StockOut)

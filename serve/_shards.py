@@ -24,7 +24,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from actors._ops import Outcome, WrongShardError
+from actors._ops import OperationInProgressError, Outcome, WrongShardError
 from actors._writer import Coalescer
 from actors.placement import Partitioning
 from storage.telemetry import SHARD_RETRIES
@@ -37,6 +37,8 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether sending the same command again may succeed (and cannot apply it twice)."""
     if isinstance(exc, RayActorError | ActorUnavailableError):
         return True
+    if isinstance(exc, OperationInProgressError):
+        return False  # the client is told (409 + Retry-After), as the API says
     return bool(getattr(exc, "retryable", False))
 
 
@@ -72,6 +74,10 @@ class ShardRouter:
         self._in_flight = in_flight
         self._layout(partitioning)
 
+    def names(self) -> tuple[str, ...]:
+        """The shard actors' names in the current layout."""
+        return tuple(self._name_of(i) for i in range(self.partitioning.shards))
+
     def _layout(self, partitioning: Partitioning) -> None:
         self.partitioning = partitioning
         self._queues = [
@@ -102,6 +108,13 @@ class ShardRouter:
         except (ValueError, RayActorError, ActorUnavailableError):
             return self.partitioning.shards
         return int(info.shards)
+
+    async def refresh(self) -> tuple[str, ...]:
+        """Adopt the shard count shard 0 reports; return the shards' names in that layout."""
+        shards = await self._current_shards()
+        if shards != self.partitioning.shards:
+            self._layout(Partitioning(self.partitioning.partitions, shards))
+        return self.names()
 
     async def apply(self, key: str, command: Any) -> Outcome:
         """Apply ``command`` at the owner of ``key``, retrying retryable failures.

@@ -18,6 +18,7 @@ from actors._ops import Operation
 from serve._auth import Principal
 from serve._shards import ShardRouter
 from serve.errors import IdempotencyKeyRequiredError, problem_for
+from storage.telemetry import trace_id_var
 
 REPLAYED = {"Idempotent-Replayed": "true"}
 
@@ -28,8 +29,8 @@ def operation(
     """The operation of this request: keyed by the caller's key, or unrepeatable without one."""
     asked = {"method": request.method, "path": request.url.path, "body": body}
     if key is None:
-        return Operation.once(asked)
-    return Operation.of(f"http:{principal.user_id}:{key}", asked)
+        return Operation.once(asked, trace_id_var.get())
+    return Operation.of(f"http:{principal.user_id}:{key}", asked, trace_id_var.get())
 
 
 def required(key: str | None) -> str:

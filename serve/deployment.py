@@ -42,7 +42,6 @@ class GatewayConfig:
         connections: PostgreSQL and Redis.
         cache_policy: TTLs and waits of the product cache.
         namespace: the Ray namespace of shoal's named actors.
-        actor_names: the named actors ``/readyz`` expects to answer.
         inventory_shards: how many inventory shards there are (until they say otherwise).
         wallet_shards: how many wallet shards there are (until they say otherwise).
         partitions: the fixed number of partitions keys hash to.
@@ -61,7 +60,6 @@ class GatewayConfig:
     connections: ConnectionConfig
     cache_policy: CachePolicy
     namespace: str
-    actor_names: tuple[str, ...]
     inventory_shards: int
     wallet_shards: int
     partitions: int
@@ -111,6 +109,11 @@ class GatewayIngress:
         self._conn = Connections(config.connections)
         self._actors = _ActorDirectory(config.namespace)
 
+    async def _all_actors_answer(self, *routers: ShardRouter) -> None:
+        """The auth actor and every shard of each kind's current layout answer ``info``."""
+        shards = [name for router in routers for name in await router.refresh()]
+        await self._actors.all_answer((AUTH_ACTOR_NAME, *shards))
+
     def _router(self, kind: str, name_of: Callable[[int], str], shards: int) -> ShardRouter:
         layout = Partitioning(self._config.partitions, shards)
         return ShardRouter(kind, name_of, layout, self._actors.get, self._actors.forget)
@@ -128,19 +131,21 @@ class GatewayIngress:
             audience=policy.audience,
             key_grace=timedelta(seconds=policy.access_ttl_s + 60),
         )
+        inventory = self._router("inventory", shard_actor_name, config.inventory_shards)
+        wallets = self._router("wallets", wallet_actor_name, config.wallet_shards)
         deps = GatewayDeps(
             uow=uow,
             cache=RedisProductCache(self._conn.redis, config.cache_policy),
             authenticator=authenticator,
             auth_actor=lambda: self._actors.get(AUTH_ACTOR_NAME),
-            inventory=self._router("inventory", shard_actor_name, config.inventory_shards),
-            wallets=self._router("wallets", wallet_actor_name, config.wallet_shards),
+            inventory=inventory,
+            wallets=wallets,
             currency=config.currency,
             trusted_proxies=frozenset(config.trusted_proxies),
             checks={
                 "postgres": lambda: ping_database(self._conn),
                 "redis": lambda: ping_redis(self._conn),
-                "actors": lambda: self._actors.all_answer(config.actor_names),
+                "actors": lambda: self._all_actors_answer(inventory, wallets),
             },
             max_body=config.max_body,
             max_in_flight=config.max_in_flight,

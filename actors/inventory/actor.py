@@ -19,6 +19,7 @@ class InventoryShardActor(ShardActor[InventoryService]):
     """Single writer of one shard's products."""
 
     kind = "inventory"
+    actor_name = staticmethod(shard_actor_name)
 
     def __init__(
         self,

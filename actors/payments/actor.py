@@ -16,6 +16,7 @@ class WalletShardActor(ShardActor[WalletService]):
     """Single writer of one shard's wallets (read from PostgreSQL on first use)."""
 
     kind = "wallets"
+    actor_name = staticmethod(wallet_actor_name)
 
     async def _build(self) -> WalletService:
         return WalletService(

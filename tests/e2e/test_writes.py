@@ -248,6 +248,13 @@ def test_the_same_key_and_body_answer_the_first_response_and_change_state_once(
     assert {a.json()["balance"] for a in answers} == {before + 250}
     assert customer.get("/wallets/me").json()["balance"] == before + 250
 
+    patch_key = _key()
+    patched = [
+        catalog.patch(f"/products/{sku}", json={"price": 4321}, headers=patch_key) for _ in range(2)
+    ]
+    assert patched[0].json() == patched[1].json()  # the same updated_at: one change, not two
+    assert patched[1].headers["idempotent-replayed"] == "true"
+
     product_key = _key()
     body = {"sku": _sku(), "name": "Once", "price": 10, "initial_stock": 1}
     made = [catalog.post("/products", json=body, headers=product_key) for _ in range(2)]
