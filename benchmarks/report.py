@@ -5,20 +5,69 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from benchmarks.loadgen import WrkResult
 
 BARE = "bare"
+PUBLIC = "public"
 PRODUCT = "product"
-TARGETS = (BARE, PRODUCT)
-LABELS = {BARE: "bare Serve no-op", PRODUCT: "auth + cached product read"}
+READ_TARGETS = (BARE, PUBLIC, PRODUCT)
+ACTOR = "actor"
+PLAIN = "plain"
+WRITE_OPS = ("restock", "credit")
+SPREADS = ("hot", "many")
+MANY = 64  # keys the "many" write targets take in turn
+GOALS = {"hot": 0.9, "many": 0.8}  # actor / plain requests/s the shards must keep
+
+
+def write_target(op: str, spread: str, path: str) -> str:
+    """Name of a write target, e.g. ``restock-hot-actor``."""
+    return f"{op}-{spread}-{path}"
+
+
+WRITE_TARGETS = tuple(
+    write_target(op, spread, path)
+    for op in WRITE_OPS
+    for spread in SPREADS
+    for path in (ACTOR, PLAIN)
+)
+LABELS = {
+    BARE: "bare Serve no-op",
+    PUBLIC: "unauth cached read",
+    PRODUCT: "auth + cached read",
+    **{t: t.replace("-", " ") for t in WRITE_TARGETS},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A target's requests/s divided by its baseline's, and the least it should be."""
+
+    target: str
+    baseline: str
+    goal: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.target}/{self.baseline}"
+
+
+READ_COMPARISONS = (Comparison(PUBLIC, BARE), Comparison(PRODUCT, BARE))
+WRITE_COMPARISONS = tuple(
+    Comparison(write_target(op, s, ACTOR), write_target(op, s, PLAIN), GOALS[s])
+    for op in WRITE_OPS
+    for s in SPREADS
+)
+COMPARISONS = READ_COMPARISONS + WRITE_COMPARISONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +107,19 @@ class TargetSummary:
         """Failed requests (socket errors, timeouts, non-2xx) over all rounds."""
         return sum(r.failed for r in self.rounds)
 
+    @property
+    def non_2xx_by_status(self) -> dict[str, int]:
+        """Non-2xx answers over all rounds, by status code."""
+        total: Counter[str] = Counter()
+        for r in self.rounds:
+            total.update(r.non_2xx_by_status)
+        return dict(sorted(total.items()))
+
+    @property
+    def replayed(self) -> int:
+        """Answers marked ``Idempotent-Replayed`` over all rounds (0 when keys are unique)."""
+        return sum(r.replayed for r in self.rounds)
+
     def to_json(self) -> dict[str, Any]:
         """Medians, totals and every round."""
         return {
@@ -68,66 +130,138 @@ class TargetSummary:
             "p99_ms": self.p99_ms,
             "requests": self.requests,
             "failed": self.failed,
+            "non_2xx_by_status": self.non_2xx_by_status,
+            "replayed": self.replayed,
             "rounds": [r.to_json() for r in self.rounds],
         }
 
 
 @dataclass(slots=True)
 class ModeOutcome:
-    """What one ingress mode gave: a summary per target, or the reason it has none."""
+    """What one ingress mode gave: a summary per target, or the reason it has none.
+
+    ``checks`` holds what the run verified besides speed (writes applied vs answered).
+    """
 
     mode: str
     targets: dict[str, TargetSummary] = field(default_factory=dict)
     error: str | None = None
+    checks: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def ratio(self) -> float | None:
-        """Cached-read requests/s divided by bare requests/s (medians over rounds)."""
-        bare, product = self.targets.get(BARE), self.targets.get(PRODUCT)
-        if bare is None or product is None or bare.rps == 0:
+    def measured(self, comparison: Comparison) -> bool:
+        """Whether both sides of ``comparison`` were measured."""
+        return comparison.target in self.targets and comparison.baseline in self.targets
+
+    def ratio(self, comparison: Comparison) -> float | None:
+        """Target requests/s divided by baseline requests/s (medians over rounds)."""
+        if not self.measured(comparison):
             return None
-        return product.rps / bare.rps
+        base = self.targets[comparison.baseline].rps
+        return self.targets[comparison.target].rps / base if base else None
 
-    @property
-    def round_ratios(self) -> list[float]:
+    def round_ratios(self, comparison: Comparison) -> list[float]:
         """The ratio of each round's pair of runs: how much of the spread is noise."""
-        bare, product = self.targets.get(BARE), self.targets.get(PRODUCT)
-        if bare is None or product is None:
+        if not self.measured(comparison):
             return []
-        pairs = zip(bare.rounds, product.rounds, strict=True)
-        return [p.rps / b.rps for b, p in pairs if b.rps]
+        pairs = zip(
+            self.targets[comparison.baseline].rounds,
+            self.targets[comparison.target].rounds,
+            strict=True,
+        )
+        return [t.rps / b.rps for b, t in pairs if b.rps]
+
+    def goal_met(self, comparison: Comparison) -> bool | None:
+        """Whether the ratio reaches the goal (None: no goal, or not measured)."""
+        ratio = self.ratio(comparison)
+        if comparison.goal is None or ratio is None:
+            return None
+        return ratio >= comparison.goal
 
     def to_json(self) -> dict[str, Any]:
-        ratio = self.ratio
+        ratios = {}
+        for c in COMPARISONS:
+            ratio = self.ratio(c)
+            if ratio is not None:
+                ratios[c.name] = {
+                    "ratio": round(ratio, 4),
+                    "per_round": [round(r, 4) for r in self.round_ratios(c)],
+                    "goal": c.goal,
+                    "met": self.goal_met(c),
+                }
+        product = self.ratio(READ_COMPARISONS[1])
         return {
             "targets": {name: t.to_json() for name, t in self.targets.items()},
-            "ratio_product_to_bare": None if ratio is None else round(ratio, 4),
-            "ratio_per_round": [round(r, 4) for r in self.round_ratios],
+            "ratios": ratios,
+            "ratio_product_to_bare": None if product is None else round(product, 4),
+            "checks": self.checks,
             "error": self.error,
         }
 
 
 _HEADER = (
-    f"{'mode':<8} {'target':<20} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-    f"{'failed':>7} {'ratio':>6}"
+    f"{'mode':<8} {'target':<20} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+    f"{'failed':>6} {'ratio':>6}  {'goal':<12} {'non-2xx by status'}"
 )
 
 
+def _comparison_of(target: str) -> Comparison | None:
+    return next((c for c in COMPARISONS if c.target == target), None)
+
+
+def _ratio_cells(outcome: ModeOutcome, target: str) -> tuple[str, str]:
+    comparison = _comparison_of(target)
+    if comparison is None:
+        return "", ""
+    ratio = outcome.ratio(comparison)
+    met = outcome.goal_met(comparison)
+    goal = "" if met is None else f">={comparison.goal:.2f} " + ("met" if met else "MISSED")
+    return ("" if ratio is None else f"{ratio:.2f}"), goal
+
+
 def table(outcomes: list[ModeOutcome]) -> str:
-    """A plain-text table: per mode and target, req/s, p50/p95/p99, failures and the ratio."""
+    """A plain-text table: per mode and target, req/s, p50/p95/p99, failures, ratio, goal."""
     lines = [_HEADER, "-" * len(_HEADER)]
     for outcome in outcomes:
         if outcome.error is not None:
             lines.append(f"{outcome.mode:<8} FAILED: {outcome.error.splitlines()[0][:120]}")
-            continue
-        for name in TARGETS:
-            t = outcome.targets[name]
-            ratio = f"{outcome.ratio:.2f}" if name == PRODUCT and outcome.ratio else ""
+        for name in (*READ_TARGETS, *WRITE_TARGETS):
+            t = outcome.targets.get(name)
+            if t is None:
+                continue
+            ratio, goal = _ratio_cells(outcome, name)
+            statuses = " ".join(f"{s}:{n}" for s, n in t.non_2xx_by_status.items())
             lines.append(
-                f"{outcome.mode:<8} {LABELS[name]:<20} {t.rps:>9.0f} {t.p50_ms:>8.1f} "
-                f"{t.p95_ms:>8.1f} {t.p99_ms:>8.1f} {t.failed:>7d} {ratio:>6}"
+                f"{outcome.mode:<8} {LABELS[name]:<20} {t.rps:>8.0f} {t.p50_ms:>7.1f} "
+                f"{t.p95_ms:>7.1f} {t.p99_ms:>7.1f} {t.failed:>6d} {ratio:>6}  {goal:<12} "
+                f"{statuses}".rstrip()
             )
+        lines.extend(_goal_summary(outcome))
     return "\n".join(lines)
+
+
+def _goal_summary(outcome: ModeOutcome) -> list[str]:
+    verdicts = [outcome.goal_met(c) for c in WRITE_COMPARISONS]
+    judged = [v for v in verdicts if v is not None]
+    if not judged:
+        return []
+    met = sum(judged)
+    line = (
+        f"{outcome.mode:<8} write goals (actor/plain >= {GOALS['hot']} hot, "
+        f">= {GOALS['many']} many): {met}/{len(judged)} met"
+    )
+    failed = sum(outcome.targets[t].failed for t in WRITE_TARGETS if t in outcome.targets)
+    replayed = sum(outcome.targets[t].replayed for t in WRITE_TARGETS if t in outcome.targets)
+    line += f"; write failures {failed}, replayed answers {replayed}"
+    return [
+        line,
+        *(f"{outcome.mode:<8} check {k}: {_fields(v)}" for k, v in outcome.checks.items()),
+    ]
+
+
+def _fields(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
 
 
 def document(
@@ -151,31 +285,76 @@ def write_json(results_dir: Path, started: datetime, doc: dict[str, Any]) -> Pat
     return path
 
 
-def write_plot(results_dir: Path, outcomes: list[ModeOutcome], title: str) -> Path | None:
-    """Bars of requests/s and p99 per target and mode in ``latest.png`` (None: nothing to plot)."""
-    measured = [o for o in outcomes if o.error is None]
-    if not measured:
-        return None
-    fig = Figure(figsize=(10, 4.2))
-    FigureCanvasAgg(fig)
-    ax_rps, ax_p99 = fig.subplots(1, 2)
-    width = 0.38
-    xs = list(range(len(measured)))
-    for i, name in enumerate(TARGETS):
-        offsets = [x + (i - 0.5) * width for x in xs]
-        rps = [o.targets[name].rps for o in measured]
-        p99 = [o.targets[name].p99_ms for o in measured]
-        ax_rps.bar_label(ax_rps.bar(offsets, rps, width, label=LABELS[name]), fmt="%.0f")
-        ax_p99.bar_label(ax_p99.bar(offsets, p99, width, label=LABELS[name]), fmt="%.1f")
-    modes = [f"{o.mode}\nratio {o.ratio:.2f}" if o.ratio else o.mode for o in measured]
+def _bars(
+    axes: tuple[Axes, Axes],
+    groups: list[str],
+    series: dict[str, list[TargetSummary]],
+) -> None:
+    """Grouped bars of requests/s and p99: one group per x label, one bar per series."""
+    ax_rps, ax_p99 = axes
+    width = 0.8 / len(series)
+    xs = list(range(len(groups)))
+    for i, (label, summaries) in enumerate(series.items()):
+        offsets = [x + (i - (len(series) - 1) / 2) * width for x in xs]
+        rps = [s.rps for s in summaries]
+        p99 = [s.p99_ms for s in summaries]
+        ax_rps.bar_label(ax_rps.bar(offsets, rps, width, label=label), fmt="%.0f", fontsize=7)
+        ax_p99.bar_label(ax_p99.bar(offsets, p99, width, label=label), fmt="%.1f", fontsize=7)
     for ax, ylabel in (
         (ax_rps, "requests/s (higher is better)"),
         (ax_p99, "p99 ms (lower is better)"),
     ):
-        ax.set_xticks(xs, modes)
+        ax.set_xticks(xs, groups, fontsize=8 if len(groups) <= 4 else 7)
         ax.set_ylabel(ylabel)
         ax.margins(y=0.15)
     ax_rps.legend(loc="upper right", fontsize="small")
+
+
+def _read_panel(axes: tuple[Axes, Axes], measured: list[ModeOutcome]) -> None:
+    groups = [
+        o.mode
+        + "".join(
+            f"\n{LABELS[c.target].split()[0]} {o.ratio(c):.2f}"
+            for c in READ_COMPARISONS
+            if o.ratio(c) is not None
+        )
+        for o in measured
+    ]
+    series = {LABELS[t]: [o.targets[t] for o in measured] for t in READ_TARGETS}
+    _bars(axes, groups, series)
+    axes[0].set_title("reads (ratio to bare)", fontsize="medium")
+
+
+def _write_panel(axes: tuple[Axes, Axes], measured: list[ModeOutcome]) -> None:
+    pairs = [(o, c) for o in measured for c in WRITE_COMPARISONS if o.measured(c)]
+    groups = [
+        f"{o.mode}\n{' '.join(c.target.split('-')[:2])}\n{o.ratio(c) or 0:.2f} / {c.goal}"
+        for o, c in pairs
+    ]
+    series = {
+        "shards (actor)": [o.targets[c.target] for o, c in pairs],
+        "plain UPDATE": [o.targets[c.baseline] for o, c in pairs],
+    }
+    _bars(axes, groups, series)
+    axes[0].set_title("writes (ratio shards / plain, and its goal)", fontsize="medium")
+
+
+def write_plot(results_dir: Path, outcomes: list[ModeOutcome], title: str) -> Path | None:
+    """Bars of requests/s and p99 per target and mode in ``latest.png`` (None: nothing to plot).
+
+    One row of two panels per section measured (reads, writes).
+    """
+    with_reads = [o for o in outcomes if all(t in o.targets for t in READ_TARGETS)]
+    with_writes = [o for o in outcomes if any(o.measured(c) for c in WRITE_COMPARISONS)]
+    panels = [(p, m) for p, m in ((_read_panel, with_reads), (_write_panel, with_writes)) if m]
+    if not panels:
+        return None
+    widest = max(len(m) * (len(WRITE_COMPARISONS) if p is _write_panel else 1) for p, m in panels)
+    fig = Figure(figsize=(max(13.0, 1.9 * widest), 4.6 * len(panels)))
+    FigureCanvasAgg(fig)
+    rows = fig.subplots(len(panels), 2, squeeze=False)
+    for (panel, measured), row in zip(panels, rows, strict=True):
+        panel((row[0], row[1]), measured)
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     path = results_dir / "latest.png"

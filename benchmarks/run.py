@@ -1,15 +1,29 @@
-"""``make bench``: the authenticated cached product read against bare Ray Serve, per ingress mode.
+"""``make bench``: shoal's cached reads and shard writes against baselines, per ingress mode.
 
 For each ingress mode (Ray Serve's HAProxy ingress, its default Python proxy) this starts a
 private stack under ``/tmp/shoal-bench`` on ports of its own (PostgreSQL, Redis, a fresh Ray
-head, the gateway with 2 replicas, and the bare no-op app of :mod:`benchmarks.bare` with the
-same options), seeds and caches one product, then drives ``/bare/`` and
-``/products/<sku>`` with wrk from its own process: a short warm-up, then ``--rounds``
-measured runs of each target in alternating order. It stops the stack after each mode,
-prints a table and writes ``benchmarks/results/<UTC timestamp>.json``, ``latest.json`` and
-``latest.png``. Compare ratios, not absolute figures: wrk shares the machine with the server.
+head, the gateway with 2 replicas, the bare app of :mod:`benchmarks.bare` and the plain
+write baseline of :mod:`benchmarks.plain`, both with the gateway's options), logs in a user
+with the roles of every route, and drives each target with wrk from its own process.
 
-    python -m benchmarks.run [--modes haproxy,proxy] [--duration 10] [--connections 16]
+- ``read``: the bare no-op ``/bare/``, the unauthenticated cached read
+  ``/bare/products/<sku>`` and the authenticated cached read ``/products/<sku>``; ratios to
+  the no-op.
+- ``write``: restocks and credits through the shards (``/products/<sku>/restock``,
+  ``/wallets/<id>/credit``) and through one plain ``UPDATE`` (``/bench-plain/...``), on one
+  hot key and on many keys in turn, every request with its own ``Idempotency-Key``; ratios
+  shards / plain, against goals of 0.9 (hot) and 0.8 (many). Afterwards the rows' totals
+  are checked against the 2xx answers (nothing lost, nothing applied twice), and what
+  each write target cost is reported: PostgreSQL sessions opened, commands per commit and
+  per actor call. Every process keeps ``--db-pool`` connections open (no overflow), so
+  that the plain baseline does not pay for opening connections.
+
+Each target gets a short warm-up, then ``--rounds`` measured runs, compared targets in
+alternating order. The stack is stopped after each mode; a table is printed and
+``benchmarks/results/<UTC timestamp>.json``, ``latest.json`` and ``latest.png`` are written.
+Compare ratios, not absolute figures: wrk shares the machine with the server.
+
+    python -m benchmarks.run [--modes haproxy,proxy] [--sections read,write] [--duration 10]
 """
 
 from __future__ import annotations
@@ -20,20 +34,27 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
 
-from benchmarks.loadgen import WrkOptions, run_wrk, wrk_version
+from benchmarks.loadgen import Target, WrkOptions, WrkResult, run_wrk, wrk_version
 from benchmarks.report import (
     BARE,
+    GOALS,
+    MANY,
     PRODUCT,
-    TARGETS,
+    PUBLIC,
+    READ_TARGETS,
+    SPREADS,
+    WRITE_COMPARISONS,
     ModeOutcome,
     TargetSummary,
     document,
@@ -44,11 +65,19 @@ from benchmarks.report import (
 from cluster.localstack import LocalStack, StackError, prepare_local_driver
 from cluster.settings import Settings
 
+if TYPE_CHECKING:
+    from benchmarks.writes import WriteKeys
+
 HOME = Path("/tmp/shoal-bench")
 RESULTS_DIR = Path(__file__).with_name("results")
 MODES = ("haproxy", "proxy")
+SECTIONS = ("read", "write")
 SKU = "bench-cached-1"
 REPLICAS = 2
+# Each replica sees about connections / REPLICAS requests at once. With the settings' pool
+# (4 kept, 4 overflow) the plain baseline would open and close a PostgreSQL session for
+# every request past the fourth: a handicap of the configuration, not of plain UPDATEs.
+DB_POOL = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +85,12 @@ class BenchOptions:
     """What the command line asked for."""
 
     modes: tuple[str, ...]
+    sections: tuple[str, ...]
     wrk: WrkOptions
     rounds: int
     warmup_s: int
     results_dir: Path
+    db_pool: int | None = None
 
 
 def log(message: str) -> None:
@@ -69,32 +100,62 @@ def log(message: str) -> None:
 
 def parse_args(argv: list[str] | None) -> BenchOptions:
     """Read the command line."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated ingress modes")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help="comma-separated sections to run"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--rounds", type=int, default=3, help="measured runs per target")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--db-pool",
+        type=int,
+        default=DB_POOL,
+        choices=range(13),
+        metavar="0..12",
+        help="PostgreSQL connections each process keeps open, no overflow; 0: the settings' "
+        f"pool of 4 plus 4 overflow, opened and closed per checkout (default {DB_POOL})",
+    )
     args = parser.parse_args(argv)
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    unknown = sorted(set(modes) - set(MODES))
-    if unknown or not modes:
-        parser.error(f"--modes takes a comma-separated subset of {','.join(MODES)}")
+    modes = _subset(parser, "--modes", args.modes, MODES)
+    sections = _subset(parser, "--sections", args.sections, SECTIONS)
     if min(args.duration, args.connections, args.threads, args.rounds, args.warmup) < 1:
         parser.error("--duration, --connections, --threads, --rounds and --warmup must be >= 1")
     return BenchOptions(
         modes=modes,
+        sections=sections,
         wrk=WrkOptions(args.duration, args.connections, args.threads),
         rounds=args.rounds,
         warmup_s=args.warmup,
         results_dir=args.results_dir,
+        db_pool=args.db_pool or None,
     )
 
 
-def bench_settings(mode: str) -> Settings:
-    """The benchmark stack's settings: its own home and ports, the gateway at 2 replicas."""
+def _subset(
+    parser: argparse.ArgumentParser, flag: str, value: str, allowed: tuple[str, ...]
+) -> tuple[str, ...]:
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not chosen or set(chosen) - set(allowed):
+        parser.error(f"{flag} takes a comma-separated subset of {','.join(allowed)}")
+    return tuple(v for v in allowed if v in chosen)
+
+
+def bench_settings(mode: str, db_pool: int | None = None) -> Settings:
+    """The benchmark stack's settings: its own home and ports, the gateway at 2 replicas.
+
+    ``db_pool`` sets every process's PostgreSQL pool to that many connections, kept open,
+    with no overflow (None: the settings' defaults).
+    """
+    pool = {} if db_pool is None else {"db_pool_size": db_pool, "db_max_overflow": 0}
     return Settings(
         home=HOME,
         ingress=mode,
@@ -114,19 +175,32 @@ def bench_settings(mode: str) -> Settings:
         # never refuse, or the figures would measure 429s.
         rate_limit_per_s=1_000_000,
         rate_limit_burst=1_000_000,
+        **pool,  # type: ignore[arg-type]
     )
 
 
-def target_urls(settings: Settings) -> dict[str, str]:
-    """The URL wrk drives for each target."""
-    return {BARE: f"{settings.base_url}/bare/", PRODUCT: f"{settings.base_url}/products/{SKU}"}
+def read_targets(settings: Settings, headers: Mapping[str, str]) -> dict[str, Target]:
+    """The read targets, all with the same headers.
+
+    The bare app ignores the token, but sending it keeps the requests the same size.
+    """
+    base = settings.base_url
+    return {
+        BARE: Target(f"{base}/bare/", headers),
+        PUBLIC: Target(f"{base}/bare/products/{SKU}", headers),
+        PRODUCT: Target(f"{base}/products/{SKU}", headers),
+    }
 
 
-def start_stack(settings: Settings, stack: LocalStack) -> None:
-    """Start PostgreSQL, Redis, Ray, the shards, the gateway and the bare app; seed one product."""
+def start_stack(settings: Settings, stack: LocalStack, sections: tuple[str, ...]) -> list[Any]:
+    """Start PostgreSQL, Redis, Ray, the actors, the gateway and the baselines the sections use.
+
+    Seeds the product of the reads; returns the inventory shards' handles.
+    """
     # These import ray, which must come after prepare_local_driver() in main().
     from actors.inventory.model import NewProduct  # noqa: PLC0415
     from benchmarks.bare import deploy_bare  # noqa: PLC0415
+    from benchmarks.plain import deploy_plain  # noqa: PLC0415
     from cluster import bootstrap  # noqa: PLC0415
 
     log(f"{settings.ingress}: starting PostgreSQL and Redis, migrating")
@@ -136,35 +210,28 @@ def start_stack(settings: Settings, stack: LocalStack) -> None:
     stack.start_ray()
     bootstrap.connect(settings, stack)
     handles = bootstrap.start_actors(settings, stack)
-    log(f"{settings.ingress}: deploying the gateway and the bare app")
+    log(f"{settings.ingress}: deploying the gateway and the baselines")
     bootstrap.deploy_gateway(settings, stack)
-    deploy_bare(settings)
+    if "read" in sections:
+        deploy_bare(settings, stack)
+    if "write" in sections:
+        deploy_plain(settings, stack)
     bootstrap.wait_ready(settings)
     product = NewProduct(SKU, "Benchmark product", 1999, settings.currency, 1000)
     bootstrap.seed_products(settings, handles, [product])
-
-
-def bench_credentials(settings: Settings) -> dict[str, str]:
-    """Headers of a customer logged in for the run: the product read is an authenticated one."""
-    email = f"bench-{int(time.time())}@example.com"
-    body = {"email": email, "password": "benchmark password 2026"}
-    with httpx.Client(base_url=settings.base_url, timeout=30) as client:
-        client.post("/auth/register", json=body).raise_for_status()
-        login = client.post("/auth/login", json=body)
-        login.raise_for_status()
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+    return handles
 
 
 def wait_all_ok(
     urls: list[str],
-    headers: dict[str, str],
+    headers: Mapping[str, str],
     timeout_s: float = 120.0,
     streak: int = 5,
 ) -> None:
     """Wait until every URL answers 200 ``streak`` times in a row (this also fills the cache)."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, object] = {}
-    with httpx.Client(timeout=5, headers=headers) as client:
+    with httpx.Client(timeout=5, headers=dict(headers)) as client:
         for url in urls:
             ok = 0
             while ok < streak:
@@ -180,29 +247,84 @@ def wait_all_ok(
                     time.sleep(0.5)
 
 
-def measure(
-    urls: dict[str, str], headers: dict[str, str], options: BenchOptions, first: int
-) -> dict[str, TargetSummary]:
-    """Warm up each target, then run ``options.rounds`` rounds in alternating target order.
+def _log_run(label: str, result: WrkResult) -> None:
+    statuses = " ".join(f"{s}:{n}" for s, n in sorted(result.non_2xx_by_status.items()))
+    log(
+        f"{label}: {result.rps:.0f} req/s, p99 {result.p99_ms:.1f} ms, failed {result.failed}"
+        + (f" ({statuses})" if statuses else "")
+        + (f", replayed {result.replayed}" if result.replayed else "")
+    )
 
-    Both targets get the same headers (the bare app ignores the token), so requests are
-    the same size on the wire.
+
+@dataclass(slots=True)
+class Plan:
+    """What to drive.
+
+    Attributes:
+        targets: what wrk drives, by target name.
+        groups: targets compared with each other, run in alternating order.
+        totals: running totals (sessions, commits...) read around every measured run.
+    """
+
+    targets: dict[str, Target] = field(default_factory=dict)
+    groups: list[tuple[str, ...]] = field(default_factory=list)
+    totals: Callable[[], dict[str, float]] | None = None
+
+    def add(self, targets: Mapping[str, Target], groups: list[tuple[str, ...]]) -> None:
+        """Add ``targets``, compared within each of ``groups``."""
+        self.targets.update(targets)
+        self.groups.extend(groups)
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What :func:`measure` found.
+
+    Attributes:
+        summaries: per target, its measured rounds.
+        answered: per target, 2xx answers over warm-ups and rounds.
+        growth: per target, how much the plan's totals grew over its rounds.
+    """
+
+    summaries: dict[str, TargetSummary]
+    answered: Counter[str]
+    growth: dict[str, Counter[str]]
+
+
+def measure(plan: Plan, options: BenchOptions, first: int) -> Measured:
+    """Warm up each target, then run ``options.rounds`` rounds.
+
+    In each round every group runs once, its targets in alternating order from round to
+    round.
     """
     warmup = WrkOptions(options.warmup_s, options.wrk.connections, options.wrk.threads)
-    for name in TARGETS:
-        log(f"warm-up {name}: {warmup.duration_s}s")
-        run_wrk(urls[name], warmup, headers)
-    runs: dict[str, list[Any]] = {name: [] for name in TARGETS}
+    answered: Counter[str] = Counter()
+    growth: dict[str, Counter[str]] = {}
+
+    def drive(name: str, wrk: WrkOptions) -> WrkResult:
+        target = plan.targets[name]
+        result = run_wrk(target.url, wrk, target.headers, target.load)
+        answered[name] += result.answered_2xx
+        return result
+
+    names = [n for group in plan.groups for n in group]
+    for name in names:
+        _log_run(f"warm-up {name} ({warmup.duration_s}s)", drive(name, warmup))
+    runs: dict[str, list[WrkResult]] = {n: [] for n in names}
     for round_no in range(options.rounds):
-        order = TARGETS if (round_no + first) % 2 == 0 else TARGETS[::-1]
-        for name in order:
-            result = run_wrk(urls[name], options.wrk, headers)
-            log(
-                f"round {round_no + 1} {name}: {result.rps:.0f} req/s, "
-                f"p99 {result.p99_ms:.1f} ms, failed {result.failed}"
-            )
-            runs[name].append(result)
-    return {name: TargetSummary(urls[name], tuple(runs[name])) for name in TARGETS}
+        for group in plan.groups:
+            for name in group if (round_no + first) % 2 == 0 else group[::-1]:
+                before = plan.totals() if plan.totals else {}
+                result = drive(name, options.wrk)
+                if plan.totals:
+                    after = plan.totals()
+                    growth.setdefault(name, Counter()).update(
+                        {k: v - before.get(k, 0.0) for k, v in after.items()}
+                    )
+                _log_run(f"round {round_no + 1} {name}", result)
+                runs[name].append(result)
+    summaries = {n: TargetSummary(plan.targets[n].url, tuple(r)) for n, r in runs.items()}
+    return Measured(summaries, answered, growth)
 
 
 def stop_stack(stack: LocalStack) -> None:
@@ -219,17 +341,61 @@ def stop_stack(stack: LocalStack) -> None:
     stack.stop()
 
 
+def prepare(
+    settings: Settings, stack: LocalStack, sections: tuple[str, ...]
+) -> tuple[Plan, WriteKeys | None]:
+    """Start the stack and create what the sections drive: a user, products, wallets."""
+    from benchmarks import writes  # noqa: PLC0415 - imports ray
+
+    handles = start_stack(settings, stack, sections)
+    tag = f"{settings.ingress}-{time.strftime('%Y%m%d%H%M%S')}"
+    email, _ = writes.create_bench_user(settings, tag)
+    headers = writes.login(settings, email)
+    plan = Plan()
+    if "read" in sections:
+        reads = read_targets(settings, headers)
+        wait_all_ok([t.url for t in reads.values()], headers)
+        plan.add(reads, [READ_TARGETS])
+    if "write" not in sections:
+        return plan, None
+    log(f"{settings.ingress}: creating {MANY} products and wallets per write path")
+    keys = writes.create_keys(settings, handles, tag)
+    plan.add(
+        writes.write_targets(settings.base_url, keys, headers),
+        [(c.target, c.baseline) for c in WRITE_COMPARISONS],
+    )
+    return plan, keys
+
+
+def measure_mode(
+    settings: Settings, stack: LocalStack, options: BenchOptions, index: int
+) -> ModeOutcome:
+    """Measure the targets of the sections; check that the writes were applied once each."""
+    from benchmarks import writes  # noqa: PLC0415 - imports ray
+
+    plan, keys = prepare(settings, stack, options.sections)
+    plan.totals = totals = writes.Totals(stack)
+    try:
+        before = writes.row_totals(stack, keys) if keys else {}
+        probes = writes.probe({n: t for n, t in plan.targets.items() if t.load})
+        measured = measure(plan, options, index)
+        time.sleep(1)  # let requests wrk left in flight finish before the totals are read
+        after = writes.row_totals(stack, keys) if keys else {}
+    finally:
+        totals.close()
+    in_flight = (1 + options.rounds) * len(SPREADS) * options.wrk.connections
+    checks = writes.check_applied(before, after, measured.answered + Counter(probes), in_flight)
+    checks |= writes.diagnose(measured.summaries, measured.growth)
+    return ModeOutcome(settings.ingress, measured.summaries, checks=checks)
+
+
 def run_mode(mode: str, options: BenchOptions, index: int) -> ModeOutcome:
-    """Start a stack in ``mode``, measure both targets, and always stop the stack."""
-    settings = bench_settings(mode)
+    """Start a stack in ``mode``, measure its targets, and always stop the stack."""
+    settings = bench_settings(mode, options.db_pool)
     stack = LocalStack(settings)
     stack.stop()  # whatever an interrupted run left under HOME
     try:
-        start_stack(settings, stack)
-        urls = target_urls(settings)
-        headers = bench_credentials(settings)
-        wait_all_ok(list(urls.values()), headers)
-        return ModeOutcome(mode, measure(urls, headers, options, index))
+        return measure_mode(settings, stack, options, index)
     except Exception as exc:  # report the mode as failed, measure the others
         traceback.print_exc()
         return ModeOutcome(mode, error=f"{type(exc).__name__}: {exc}")
@@ -249,21 +415,41 @@ def machine_info() -> dict[str, Any]:
         "ray": metadata.version("ray"),
         "wrk": wrk_version(),
         "load_avg_1m_before": round(os.getloadavg()[0], 2),
+        "other_ray_clusters_before": other_ray_clusters(),
     }
+
+
+def other_ray_clusters() -> int:
+    """Ray clusters running on this machine besides the benchmark's: they skew the figures."""
+    count = 0
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if proc.info["name"] == "gcs_server" and str(HOME) not in cmdline:
+            count += 1
+    return count
 
 
 def run_config(options: BenchOptions) -> dict[str, Any]:
     """The knobs of this run, as recorded in the JSON."""
-    settings = bench_settings(MODES[0])
+    settings = bench_settings(MODES[0], options.db_pool)
     return {
         "modes": list(options.modes),
         "wrk": asdict(options.wrk),
         "rounds": options.rounds,
         "warmup_s": options.warmup_s,
-        "summary": "median over rounds; ratio = product rps / bare rps",
+        "sections": list(options.sections),
+        "summary": "median over rounds; ratios: read target rps / bare rps, "
+        "write rps through the shards / rps of the plain UPDATE",
+        "write_goals": GOALS,
+        "write_keys_many": MANY,
         "replicas": REPLICAS,
         "replica_num_cpus": settings.gateway_num_cpus,
         "max_ongoing_requests": settings.gateway_max_ongoing_requests,
+        "inventory_shards": settings.inventory_shards,
+        "wallet_shards": settings.wallet_shards,
+        "partitions": settings.partitions,
+        "db_pool_size": settings.db_pool_size,
+        "db_max_overflow": settings.db_max_overflow,
         "sku": SKU,
     }
 
@@ -274,13 +460,16 @@ def main(argv: list[str] | None = None) -> int:
     prepare_local_driver(bench_settings(options.modes[0]))  # before anything imports ray
     started = datetime.now(UTC)
     machine = machine_info()
+    if machine["other_ray_clusters_before"]:
+        log(f"warning: {machine['other_ray_clusters_before']} other Ray cluster(s) running")
     outcomes = [run_mode(mode, options, i) for i, mode in enumerate(options.modes)]
     machine["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    machine["other_ray_clusters_after"] = other_ray_clusters()
     print(table(outcomes))
     doc = document(started, run_config(options), machine, outcomes)
     path = write_json(options.results_dir, started, doc)
     title = (
-        f"shoal cached read vs bare Serve, {REPLICAS} replicas, wrk -c{options.wrk.connections}, "
+        f"shoal vs baselines, {REPLICAS} replicas, wrk -c{options.wrk.connections}, "
         f"{machine['nproc']} CPUs, {started:%Y-%m-%d %H:%M} UTC"
     )
     plot = write_plot(options.results_dir, outcomes, title)
