@@ -96,8 +96,10 @@ class Settings(BaseSettings):
     )
 
     partitions: int = Field(default=64, ge=1)
-    inventory_shards: int = Field(default=2, ge=1)
-    wallet_shards: int = Field(default=2, ge=1)
+    # One shard per kind batches best on a small node: every extra shard splits the same
+    # writes into smaller commits and adds a process competing for the same cores.
+    inventory_shards: int = Field(default=1, ge=1, description="inventory shard actors")
+    wallet_shards: int = Field(default=1, ge=1, description="wallet shard actors")
     actor_num_cpus: float = Field(default=0.05, ge=0, le=1)
 
     pg_max_connections: int = Field(default=200, ge=20)

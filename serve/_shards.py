@@ -52,7 +52,8 @@ class ShardRouter:
         handle: returns the actor handle of a name.
         forget: drops a cached handle (after its actor died for good and was replaced).
         retry_for_s: how long one command is retried before the caller gets 503.
-        in_flight: actor calls per shard this replica keeps in flight at once.
+        in_flight: actor calls per shard this replica keeps in flight at once (one: the
+            requests that arrive while a call is out go together in the next one).
     """
 
     def __init__(
@@ -64,7 +65,7 @@ class ShardRouter:
         forget: Callable[[str], None],
         *,
         retry_for_s: float = 10.0,
-        in_flight: int = 2,
+        in_flight: int = 1,
     ) -> None:
         self.kind = kind
         self._name_of = name_of

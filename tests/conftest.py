@@ -59,7 +59,8 @@ def settings() -> Settings:
         replica_port_min=_free_port(16, below=65535 - 10000),
         replica_port_span=16,
         partitions=16,
-        inventory_shards=2,
+        inventory_shards=2,  # more than the default: ownership and handoff across shards
+        wallet_shards=2,
         gateway_min_replicas=1,
         gateway_max_replicas=2,
         cache_absent_ttl_s=30,
