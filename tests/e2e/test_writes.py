@@ -290,33 +290,39 @@ def _send_and_hang_up(
         sock.shutdown(socket.SHUT_RDWR)
 
 
+def _retry(client: httpx.Client, path: str, body: object, key: str) -> httpx.Response:
+    """The client's retry with the same key: 409 in-progress while the first is applied."""
+    deadline = time.monotonic() + 20
+    while True:
+        answer = client.post(path, json=body, headers={"Idempotency-Key": key})
+        in_progress = answer.status_code == 409 and answer.json()["type"].endswith("in-progress")
+        if not in_progress or time.monotonic() > deadline:
+            return answer
+        time.sleep(float(answer.headers.get("retry-after", "1")))
+
+
 def test_a_lost_reply_then_a_retry_with_the_same_key_applies_once(
     settings: Settings, finance: httpx.Client, customer: httpx.Client, catalog: httpx.Client
 ) -> None:
     user_id = customer.user_id  # type: ignore[attr-defined]
     before = customer.get("/wallets/me").json()["balance"]
-    key = uuid.uuid4().hex
+    path, key = f"/wallets/{user_id}/credit", uuid.uuid4().hex
     body = {"amount": 40, "reason": "lost reply"}
-    _send_and_hang_up(settings, finance, f"/wallets/{user_id}/credit", body, key)
-    deadline = time.monotonic() + 20
-    while True:  # the retry: 409 while the first is still being applied, then the answer
-        retry = finance.post(
-            f"/wallets/{user_id}/credit", json=body, headers={"Idempotency-Key": key}
-        )
-        if retry.status_code != 409 or time.monotonic() > deadline:
-            break
-        time.sleep(float(retry.headers.get("retry-after", "1")))
+    _send_and_hang_up(settings, finance, path, body, key)
+    retry = _retry(finance, path, body, key)
     assert retry.status_code == 200, retry.text
     assert customer.get("/wallets/me").json()["balance"] == before + 40
-    again = finance.post(f"/wallets/{user_id}/credit", json=body, headers={"Idempotency-Key": key})
-    assert again.json() == {"balance": before + 40}
+    assert _retry(finance, path, body, key).json() == {"balance": before + 40}
 
-    sku = _product(catalog)
+    product = {"sku": _sku(), "name": "Lost", "price": 70, "initial_stock": 2}
     key = uuid.uuid4().hex
-    _send_and_hang_up(settings, catalog, f"/products/{sku}/restock", {"quantity": 6}, key)
-    time.sleep(0.5)
-    retry = catalog.post(
-        f"/products/{sku}/restock", json={"quantity": 6}, headers={"Idempotency-Key": key}
-    )
+    _send_and_hang_up(settings, catalog, "/products", product, key)
+    made = _retry(catalog, "/products", product, key)
+    assert made.status_code == 201, made.text  # the first answer again, not 409 "exists"
+    assert made.json()["available"] == 2
+
+    path, key = f"/products/{_product(catalog)}/restock", uuid.uuid4().hex
+    _send_and_hang_up(settings, catalog, path, {"quantity": 6}, key)
+    retry = _retry(catalog, path, {"quantity": 6}, key)
     assert retry.status_code == 200, retry.text
     assert retry.json() == {"available": 11}
