@@ -112,10 +112,14 @@ class ShardRouter:
 
     async def refresh(self) -> tuple[str, ...]:
         """Adopt the shard count shard 0 reports; return the shards' names in that layout."""
-        shards = await self._current_shards()
-        if shards != self.partitioning.shards:
-            self._layout(Partitioning(self.partitioning.partitions, shards))
+        self._adopt(await self._current_shards())
         return self.names()
+
+    def _adopt(self, shards: int) -> None:
+        """Route with ``shards`` shards from now on, if that is a change."""
+        if shards != self.partitioning.shards:
+            log.info("shard_layout_changed", kind=self.kind, shards=shards)
+            self._layout(Partitioning(self.partitioning.partitions, shards))
 
     async def apply(self, key: str, command: Any) -> Outcome:
         """Apply ``command`` at the owner of ``key``, retrying retryable failures.
@@ -136,8 +140,7 @@ class ShardRouter:
 
     def _retrying(self, outcome: Any) -> None:
         exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, WrongShardError) and exc.shards != self.partitioning.shards:
-            log.info("shard_layout_changed", kind=self.kind, shards=exc.shards)
-            self._layout(Partitioning(self.partitioning.partitions, exc.shards))
+        if isinstance(exc, WrongShardError):
+            self._adopt(exc.shards)
         SHARD_RETRIES.labels(self.kind, type(exc).__name__).inc()
         log.info("shard_call_retry", kind=self.kind, error=type(exc).__name__)
