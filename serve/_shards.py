@@ -1,7 +1,7 @@
 """Writes from the gateway to the shard that owns the key: batched, retried, never doubled.
 
 Concurrent requests of one replica bound for the same shard go as one actor call (a
-:class:`actors._writer.Coalescer` per shard, two calls in flight at most), which is what
+:class:`actors._writer.Coalescer` per shard, one call in flight at a time), which is what
 keeps a Ray actor hop (about 1 ms and half a core-millisecond) affordable per write.
 Every command carries its idempotency key, so a call that failed in a way that may or may
 not have applied it (the actor died, the shard was handing over) is simply sent again:
