@@ -6,6 +6,7 @@ process runs and how much of the node it reserves is decided in one place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -54,8 +55,12 @@ def wallet_partitioning(settings: Settings) -> Partitioning:
     return Partitioning(settings.partitions, settings.wallet_shards)
 
 
+@functools.cache
 def code_release() -> str:
-    """A digest of the code shard actors run: a change means replacing them (a handoff)."""
+    """A digest of the code shard actors run: a change means replacing them (a handoff).
+
+    Read once per process: the files do not change under a running command.
+    """
     digest = hashlib.sha256()
     for package in (actors, storage):
         root = Path(str(package.__file__)).parent

@@ -27,10 +27,6 @@ CatalogWriter = Annotated[Principal, Depends(Require("products:write"))]
 Restocker = Annotated[Principal, Depends(Require("inventory:restock"))]
 
 
-def _product(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return value
-
-
 def _stock(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return {"available": value["available"]}
 
@@ -48,7 +44,7 @@ def inventory_routes(app: FastAPI, shards: ShardRouter, currency: str) -> None:
         op = operation(request, caller, key, body.model_dump())
         location = {"Location": f"/products/{body.sku}"}
         command = CreateProduct(op, product)
-        return await write(shards, body.sku, command, _product, status_code=201, headers=location)
+        return await write(shards, body.sku, command, dict, status_code=201, headers=location)
 
     @app.patch("/products/{sku}", tags=["inventory"], response_model=ProductOut)
     async def update_product(
@@ -59,7 +55,7 @@ def inventory_routes(app: FastAPI, shards: ShardRouter, currency: str) -> None:
         key: IdempotencyKey = None,
     ) -> Response:
         op = operation(request, caller, key, body.model_dump())
-        return await write(shards, sku, UpdateProduct(op, sku, body.name, body.price), _product)
+        return await write(shards, sku, UpdateProduct(op, sku, body.name, body.price), dict)
 
     @app.post("/products/{sku}/restock", tags=["inventory"], response_model=StockOut)
     async def restock(

@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from cluster.settings import Settings
-from tests.e2e.conftest import STRONG_PASSWORD, register_and_login
+from tests.e2e.conftest import STRONG_PASSWORD, login_with_retry, register_and_login
 
 SHOAL = str(Path(sys.executable).with_name("shoal"))
 TOO_MANY = "urn:shoal:problem:too-many-attempts"
@@ -36,16 +36,6 @@ def admin(settings: Settings, cluster: list[object], anon: httpx.Client) -> dict
     login = anon.post("/auth/login", json={"email": email, "password": STRONG_PASSWORD})
     assert login.status_code == 200, login.text
     return {"headers": bearer(login.json()["access_token"]), "id": str(user.id)}
-
-
-def login(anon: httpx.Client, email: str, password: str) -> httpx.Response:
-    """``POST /auth/login``, waiting out the gateway's own request rate limit if it applies."""
-    for _ in range(20):
-        response = anon.post("/auth/login", json={"email": email, "password": password})
-        if response.status_code != 429 or response.json()["type"] == TOO_MANY:
-            return response
-        time.sleep(float(response.headers.get("retry-after", "1")))
-    return response
 
 
 def test_a_customer_may_not_manage_users(http: httpx.Client) -> None:
@@ -110,7 +100,7 @@ def test_disabling_refuses_the_tokens_within_a_second_and_every_login(
         time.sleep(0.05)
     refreshed = anon.post("/auth/refresh", json={"refresh_token": customer["refresh_token"]})
     assert refreshed.status_code == 401
-    assert login(anon, customer["email"], STRONG_PASSWORD).status_code == 401
+    assert login_with_retry(anon, customer["email"], STRONG_PASSWORD).status_code == 401
 
 
 def test_the_audit_log_lists_admin_actions_newest_first(
@@ -146,16 +136,18 @@ def test_the_audit_log_lists_admin_actions_newest_first(
 
 def test_repeated_wrong_passwords_lock_the_email_until_retry_after(anon: httpx.Client) -> None:
     email = register_and_login(anon)["email"]
-    answers = [login(anon, email, "wrong password, again").status_code for _ in range(25)]
+    answers = [
+        login_with_retry(anon, email, "wrong password, again").status_code for _ in range(25)
+    ]
     assert answers[:20] == [401] * 20
     assert answers[20:] == [429] * 5
-    refused = login(anon, email, STRONG_PASSWORD)  # even the right password, for now
+    refused = login_with_retry(anon, email, STRONG_PASSWORD)  # even the right password, for now
     assert refused.status_code == 429
     assert refused.json()["type"] == TOO_MANY
     retry_after = int(refused.headers["retry-after"])
     assert 1 <= retry_after <= 900
     time.sleep(retry_after + 0.5)
-    assert login(anon, email, STRONG_PASSWORD).status_code == 200
+    assert login_with_retry(anon, email, STRONG_PASSWORD).status_code == 200
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
@@ -195,7 +187,7 @@ def test_shoal_users_create_grant_and_disable(settings: Settings, anon: httpx.Cl
         stdin=STRONG_PASSWORD + "\n",
     )
     assert created.returncode == 0, created.stderr[-2000:]
-    tokens = login(anon, email, STRONG_PASSWORD)
+    tokens = login_with_retry(anon, email, STRONG_PASSWORD)
     assert tokens.status_code == 200, tokens.text
     mine = bearer(tokens.json()["access_token"])
     assert anon.get("/auth/me", headers=mine).json()["roles"] == ["catalog_manager"]
@@ -210,7 +202,7 @@ def test_shoal_users_create_grant_and_disable(settings: Settings, anon: httpx.Cl
     disabled = shoal(settings, "users", "disable", "--email", email)
     assert disabled.returncode == 0, disabled.stderr[-2000:]
     assert anon.get("/auth/me", headers=mine).status_code == 401
-    assert login(anon, email, STRONG_PASSWORD).status_code == 401
+    assert login_with_retry(anon, email, STRONG_PASSWORD).status_code == 401
 
 
 def test_shoal_keys_rotate_keeps_existing_tokens_valid(
@@ -230,7 +222,7 @@ def test_shoal_keys_rotate_keeps_existing_tokens_valid(
         assert time.monotonic() < deadline, kids
         time.sleep(0.5)
     assert anon.get("/auth/me", headers=bearer(before["access_token"])).status_code == 200
-    after = login(anon, before["email"], STRONG_PASSWORD).json()
+    after = login_with_retry(anon, before["email"], STRONG_PASSWORD).json()
     assert jwt.get_unverified_header(after["access_token"])["kid"] == new_kid
     assert anon.get("/auth/me", headers=bearer(after["access_token"])).status_code == 200
 
@@ -249,7 +241,7 @@ def test_up_ensures_the_configured_admin_idempotently(
         )
         assert bootstrap.ensure_admin(configured) == email
         assert bootstrap.ensure_admin(configured) == email  # again: nothing changes
-        token = login(anon, email, STRONG_PASSWORD).json()["access_token"]
+        token = login_with_retry(anon, email, STRONG_PASSWORD).json()["access_token"]
         roles = anon.get("/auth/me", headers=bearer(token)).json()["roles"]
         assert roles.count("admin") == 1
     assert bootstrap.ensure_admin(settings) is None  # not configured: nothing to do

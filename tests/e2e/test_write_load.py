@@ -103,14 +103,19 @@ def _http(ledger: Ledger, client: httpx.Client, path: str, body: dict[str, Any])
 
 
 def _direct(
-    ledger: Ledger, settings: Settings, name_of: Callable[[int], str], key: str, command: Any
+    ledger: Ledger,
+    settings: Settings,
+    name_of: Callable[[int], str],
+    key: str,
+    command: Any,
+    *,
+    layout: Partitioning,
 ) -> Outcome:
     """Call the owner of ``key`` with one command until it answers (same operation each time).
 
     Routes like the gateway: a shard that answers "not mine" says how many shards there
     are now, and the owner is computed again from that.
     """
-    layout = Partitioning(settings.partitions, _shards_of(settings, name_of))
     deadline = time.monotonic() + 120
     while True:
         assert time.monotonic() < deadline, f"{key} never answered"
@@ -147,10 +152,6 @@ def _layout_now(
         return layout
 
 
-def _shards_of(settings: Settings, name_of: Callable[[int], str]) -> int:
-    return settings.inventory_shards if name_of is shard_actor_name else settings.wallet_shards
-
-
 def _jobs(
     settings: Settings, world: World, ledger: Ledger, count: int, seed: int
 ) -> list[Callable[[], None]]:
@@ -176,7 +177,8 @@ def _jobs(
     def money(wallet: str, kind: str, amount: int) -> None:
         op = Operation.once({"load": kind})
         command = MoneyCommand(op, uuid.UUID(wallet), kind, amount, "load")
-        outcome = _direct(ledger, settings, wallet_actor_name, wallet, command)
+        layout = bootstrap.wallet_partitioning(settings)
+        outcome = _direct(ledger, settings, wallet_actor_name, wallet, command, layout=layout)
         if outcome.refusal is None:
             with ledger.lock:
                 ledger.balance[wallet] += amount if kind == "credit" else -amount
@@ -186,7 +188,8 @@ def _jobs(
 
     def reserve(sku: str, quantity: int) -> None:
         command = StockCommand(Operation.once({"load": "reserve"}), sku, "reserve", quantity)
-        outcome = _direct(ledger, settings, shard_actor_name, sku, command)
+        layout = bootstrap.partitioning(settings)
+        outcome = _direct(ledger, settings, shard_actor_name, sku, command, layout=layout)
         if outcome.refusal is None:
             with ledger.lock:
                 ledger.stock[sku] -= quantity
