@@ -91,7 +91,7 @@ class InventoryService(ShardWriter[str, ProductRecord, InventoryCommand]):
             ProductExistsError: create, and the SKU exists.
             OutOfStockError, NotReservedError, StockLimitError: the stock rules say no.
         """
-        if self._partitioning.owner_of(command.sku) != self.shard:
+        if not self.owns(command.sku):
             raise WrongShardError(command.sku, self.shard, self._partitioning.shards)
         row: ProductRecord | None = draft.get(command.sku)
         if isinstance(command, CreateProduct):

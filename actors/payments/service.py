@@ -66,7 +66,7 @@ class WalletService(ShardWriter[UUID, WalletRecord, MoneyCommand]):
             InsufficientFundsError, BalanceLimitError: the money rules say no.
         """
         key = str(command.wallet_id)
-        if self._partitioning.owner_of(key) != self.shard:
+        if not self.owns(command.wallet_id):
             raise WrongShardError(key, self.shard, self._partitioning.shards)
         wallet: WalletRecord | None = draft.get(command.wallet_id)
         if wallet is None:
