@@ -162,3 +162,81 @@ operations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_operations_created_at", "created_at"),
 )
+
+# An order's lines are a JSON string (``[{sku, quantity, price}]``): written once, read whole.
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("items", Text, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("failure_reason", String(32), nullable=True),
+    Column("trace_id", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("total >= 0", name="ck_orders_total_nonnegative"),
+    Index("ix_orders_user_created", "user_id", "created_at"),
+)
+
+# A saga's current state; ``steps`` and ``data`` are JSON strings owned by the saga engine.
+sagas = Table(
+    "sagas",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("order_id", Uuid, ForeignKey("orders.id"), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("steps", Text, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("failure_reason", String(32), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("trace_id", String(128), nullable=False),
+    Column("deadline", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_sagas_order", "order_id"),
+    Index("ix_sagas_status_updated", "status", "updated_at"),
+)
+
+# Every step transition of every saga, appended before the next action runs.
+saga_log = Table(
+    "saga_log",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("saga_id", Uuid, nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("transition", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("trace_id", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_saga_log_saga", "saga_id", "seq"),
+)
+
+# Events written in the transaction of the change they describe; the relay publishes them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("id", Uuid, nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("aggregate_id", String(128), nullable=False),
+    Column("trace_id", String(128), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+)
+
+# The events each consumer group has handled, written with the handling's effect.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("event_id", Uuid, primary_key=True),
+    Column("handled_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_inbox_handled_at", "handled_at"),
+)

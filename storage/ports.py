@@ -11,11 +11,15 @@ from uuid import UUID
 
 from storage.records import (
     AuditRecord,
+    EventRecord,
     LedgerEntryRecord,
     MfaState,
     OperationRecord,
+    OrderRecord,
     Page,
     ProductRecord,
+    SagaLogRecord,
+    SagaRecord,
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
@@ -296,6 +300,83 @@ class AuditLog(Protocol):
         ...
 
 
+class OrderRepository(Protocol):
+    """Orders in the source of truth; each is written by the orchestrator owning its id."""
+
+    async def add_many(self, orders: Sequence[OrderRecord]) -> set[UUID]:
+        """Insert the orders whose id is new; return the ids inserted."""
+        ...
+
+    async def get(self, order_id: UUID) -> OrderRecord | None:
+        """Return the order, or ``None``."""
+        ...
+
+    async def get_many(self, order_ids: Sequence[UUID]) -> list[OrderRecord]:
+        """Return the orders of ``order_ids`` that exist, in no particular order."""
+        ...
+
+    async def save_many(self, orders: Sequence[OrderRecord]) -> None:
+        """Store the status, failure reason and ``updated_at`` of existing orders."""
+        ...
+
+
+class SagaRepository(Protocol):
+    """Saga instances and their append-only step log."""
+
+    async def add_many(self, sagas: Sequence[SagaRecord]) -> None:
+        """Insert new sagas.
+
+        Raises:
+            ConflictError: a saga with one of these ids exists.
+        """
+        ...
+
+    async def save_many(self, sagas: Sequence[SagaRecord]) -> None:
+        """Store the state (status, steps, data, failure, error, ``updated_at``) of sagas."""
+        ...
+
+    async def append_log(self, entries: Sequence[SagaLogRecord]) -> None:
+        """Append step transitions to the saga log."""
+        ...
+
+    async def get(self, saga_id: UUID) -> SagaRecord | None:
+        """Return the saga, or ``None``."""
+        ...
+
+    async def of_order(self, order_id: UUID) -> list[SagaRecord]:
+        """Return the sagas that worked on ``order_id``, oldest first."""
+        ...
+
+    async def unfinished(self, partitions: Sequence[int]) -> list[SagaRecord]:
+        """Return the RUNNING, COMPENSATING and STUCK sagas of ``partitions``."""
+        ...
+
+    async def log_of(self, saga_id: UUID) -> list[SagaLogRecord]:
+        """Return the saga's step transitions, oldest first."""
+        ...
+
+    async def list_page(
+        self, status: str | None, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[SagaRecord]:
+        """Return up to ``limit`` sagas (of ``status``, if given), newest change first.
+
+        Ordered by ``(updated_at, id)`` descending, continuing after ``after``.
+        """
+        ...
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many sagas are in each status."""
+        ...
+
+
+class Outbox(Protocol):
+    """Events waiting to be published, written in the transaction of their change."""
+
+    async def append(self, events: Sequence[EventRecord]) -> None:
+        """Add events to the outbox."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: changes made through its repositories commit together or not at all."""
 
@@ -322,6 +403,21 @@ class UnitOfWork(Protocol):
     @property
     def operations(self) -> OperationLog:
         """The applied-operations log of this transaction."""
+        ...
+
+    @property
+    def orders(self) -> OrderRepository:
+        """The orders of this transaction."""
+        ...
+
+    @property
+    def sagas(self) -> SagaRepository:
+        """The saga instances and saga log of this transaction."""
+        ...
+
+    @property
+    def outbox(self) -> Outbox:
+        """The event outbox of this transaction."""
         ...
 
     @property

@@ -19,6 +19,8 @@ from storage.auth import (
     SqlUserRepository,
 )
 from storage.errors import StaleWriteError
+from storage.orders import SqlOrderRepository, SqlSagaRepository
+from storage.outbox import SqlOutbox
 from storage.payments import SqlLedgerRepository, SqlOperationLog, SqlWalletRepository
 from storage.records import Page, ProductRecord
 
@@ -149,6 +151,9 @@ class SqlUnitOfWork:
     refresh_tokens: SqlRefreshTokenRepository
     signing_keys: SqlSigningKeyRepository
     audit: SqlAuditLog
+    orders: SqlOrderRepository
+    sagas: SqlSagaRepository
+    outbox: SqlOutbox
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -167,6 +172,9 @@ class SqlUnitOfWork:
         self.refresh_tokens = SqlRefreshTokenRepository(self._conn)
         self.signing_keys = SqlSigningKeyRepository(self._conn)
         self.audit = SqlAuditLog(self._conn)
+        self.orders = SqlOrderRepository(self._conn)
+        self.sagas = SqlSagaRepository(self._conn)
+        self.outbox = SqlOutbox(self._conn)
         return self
 
     async def __aexit__(

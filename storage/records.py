@@ -227,3 +227,113 @@ class OperationRecord:
     key: str
     fingerprint: str
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """One line of an order, its price fixed when the order was accepted."""
+
+    sku: str
+    quantity: int
+    price: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """One order.
+
+    Attributes:
+        id: the order's id (derived from the idempotency key it was placed with).
+        user_id: the customer who placed it.
+        status: PENDING, CONFIRMED, FAILED, CANCELLING or CANCELLED.
+        items: its lines.
+        total: what the wallet is debited, in minor units of ``currency``.
+        currency: the deployment's currency.
+        failure_reason: why it FAILED (``out_of_stock``, ``insufficient_funds``...).
+        trace_id: the trace of the request that placed it.
+        created_at: when it was accepted.
+        updated_at: its last change.
+    """
+
+    id: UUID
+    user_id: UUID
+    status: str
+    items: tuple[OrderLine, ...]
+    total: int
+    currency: str
+    failure_reason: str | None
+    trace_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SagaRecord:
+    """A saga's current state, as the saga engine stores it.
+
+    Attributes:
+        id: the saga's id.
+        kind: which saga (``place_order``, ``cancel_order``).
+        order_id: the order it works on (its partition decides the orchestrator).
+        partition: the ownership partition of ``order_id``.
+        status: RUNNING, COMPENSATING, COMPLETED, FAILED or STUCK.
+        steps: the engine's step states, as JSON text.
+        data: the saga's input and what its steps learned, as JSON text.
+        failure_reason: why it failed, once it has.
+        error: the last error, for operators.
+        trace_id: the trace of the request that started it.
+        deadline: when the whole saga times out.
+        created_at: when it started.
+        updated_at: its last transition.
+    """
+
+    id: UUID
+    kind: str
+    order_id: UUID
+    partition: int
+    status: str
+    steps: str
+    data: str
+    failure_reason: str | None
+    error: str | None
+    trace_id: str
+    deadline: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SagaLogRecord:
+    """One step transition of a saga (``started``, ``succeeded``, ``failed``, ...)."""
+
+    saga_id: UUID
+    step: str
+    transition: str
+    attempt: int
+    detail: str | None
+    trace_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A domain event, as written to the outbox and published to the event streams.
+
+    Attributes:
+        id: the event's id (consumers deduplicate on it).
+        type: ``OrderPlaced``, ``StockReserved``, ``WalletDebited``, ...
+        aggregate_id: what it is about (an order id, a SKU, a wallet's user id); one
+            aggregate's events are published in order.
+        trace_id: the trace of the request that caused it.
+        payload: its JSON text.
+        created_at: when the change it describes committed.
+        seq: its position in the outbox (``0`` until stored).
+    """
+
+    id: UUID
+    type: str
+    aggregate_id: str
+    trace_id: str
+    payload: str
+    created_at: datetime
+    seq: int = 0

@@ -14,11 +14,15 @@ from storage.errors import ConflictError, StaleWriteError, StorageError, Storage
 from storage.ports import ThrottleCount
 from storage.records import (
     AuditRecord,
+    EventRecord,
     LedgerEntryRecord,
     MfaState,
     OperationRecord,
+    OrderRecord,
     Page,
     ProductRecord,
+    SagaLogRecord,
+    SagaRecord,
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
@@ -403,6 +407,98 @@ class FakeAuditLog:
         return sorted(rows, key=lambda r: (r.at, r.id), reverse=True)[:limit]
 
 
+class FakeOrderRepository:
+    def __init__(self, rows: dict[UUID, OrderRecord]) -> None:
+        self._rows = rows
+
+    async def add_many(self, orders: Sequence[OrderRecord]) -> set[UUID]:
+        added = set()
+        for order in orders:
+            if order.id not in self._rows:
+                self._rows[order.id] = order
+                added.add(order.id)
+        return added
+
+    async def get(self, order_id: UUID) -> OrderRecord | None:
+        return self._rows.get(order_id)
+
+    async def get_many(self, order_ids: Sequence[UUID]) -> list[OrderRecord]:
+        return [self._rows[i] for i in order_ids if i in self._rows]
+
+    async def save_many(self, orders: Sequence[OrderRecord]) -> None:
+        for order in orders:
+            if (stored := self._rows.get(order.id)) is not None:
+                self._rows[order.id] = dataclasses.replace(
+                    stored,
+                    status=order.status,
+                    failure_reason=order.failure_reason,
+                    updated_at=order.updated_at,
+                )
+
+
+class FakeSagaRepository:
+    def __init__(self, rows: dict[UUID, SagaRecord], log: dict[int, SagaLogRecord]) -> None:
+        self._rows, self._log = rows, log
+
+    async def add_many(self, sagas: Sequence[SagaRecord]) -> None:
+        if any(s.id in self._rows for s in sagas):
+            raise ConflictError("saga exists")
+        self._rows.update({s.id: s for s in sagas})
+
+    async def save_many(self, sagas: Sequence[SagaRecord]) -> None:
+        for saga in sagas:
+            if saga.id in self._rows:
+                self._rows[saga.id] = saga
+
+    async def append_log(self, entries: Sequence[SagaLogRecord]) -> None:
+        for entry in entries:
+            self._log[len(self._log)] = entry
+
+    async def get(self, saga_id: UUID) -> SagaRecord | None:
+        return self._rows.get(saga_id)
+
+    async def of_order(self, order_id: UUID) -> list[SagaRecord]:
+        found = [s for s in self._rows.values() if s.order_id == order_id]
+        return sorted(found, key=lambda s: s.created_at)
+
+    async def unfinished(self, partitions: Sequence[int]) -> list[SagaRecord]:
+        wanted = set(partitions)
+        return [
+            s
+            for s in self._rows.values()
+            if s.partition in wanted and s.status in ("RUNNING", "COMPENSATING", "STUCK")
+        ]
+
+    async def log_of(self, saga_id: UUID) -> list[SagaLogRecord]:
+        return [e for _, e in sorted(self._log.items()) if e.saga_id == saga_id]
+
+    async def list_page(
+        self, status: str | None, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[SagaRecord]:
+        rows = [
+            s
+            for s in self._rows.values()
+            if (status is None or s.status == status)
+            and (after is None or (s.updated_at, s.id) < after)
+        ]
+        return sorted(rows, key=lambda s: (s.updated_at, s.id), reverse=True)[:limit]
+
+    async def count_by_status(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for saga in self._rows.values():
+            counts[saga.status] = counts.get(saga.status, 0) + 1
+        return counts
+
+
+class FakeOutbox:
+    def __init__(self, rows: dict[UUID, EventRecord]) -> None:
+        self._rows = rows
+
+    async def append(self, events: Sequence[EventRecord]) -> None:
+        for event in events:
+            self._rows[event.id] = dataclasses.replace(event, seq=len(self._rows) + 1)
+
+
 _MISSING = object()
 
 
@@ -423,6 +519,10 @@ class FakeTables:
     wallets: dict[UUID, WalletRecord] = dataclasses.field(default_factory=dict)
     ledger: dict[UUID, LedgerEntryRecord] = dataclasses.field(default_factory=dict)
     operations: dict[str, OperationRecord] = dataclasses.field(default_factory=dict)
+    orders: dict[UUID, OrderRecord] = dataclasses.field(default_factory=dict)
+    sagas: dict[UUID, SagaRecord] = dataclasses.field(default_factory=dict)
+    saga_log: dict[int, SagaLogRecord] = dataclasses.field(default_factory=dict)
+    outbox: dict[UUID, EventRecord] = dataclasses.field(default_factory=dict)
     # Like a database sequence: shared by every copy, and not rolled back.
     ledger_seq: Iterator[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
 
@@ -478,6 +578,9 @@ class FakeUnitOfWork:
         self.refresh_tokens = FakeRefreshTokenRepository(staged.refresh_tokens, staged.sessions)
         self.signing_keys = FakeSigningKeyRepository(staged.signing_keys)
         self.audit = FakeAuditLog(staged.audit)
+        self.orders = FakeOrderRepository(staged.orders)
+        self.sagas = FakeSagaRepository(staged.sagas, staged.saga_log)
+        self.outbox = FakeOutbox(staged.outbox)
         return self
 
     async def __aexit__(
@@ -507,6 +610,9 @@ class FakeUnitOfWorkFactory:
         self.wallets = self.tables.wallets
         self.ledger = self.tables.ledger
         self.operations = self.tables.operations
+        self.orders = self.tables.orders
+        self.sagas = self.tables.sagas
+        self.outbox = self.tables.outbox
 
     def __call__(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self.tables)
