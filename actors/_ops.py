@@ -144,6 +144,18 @@ class Outcome:
         return cls(value=data["value"], replayed=True)
 
 
+FENCED = "fenced"  # the fingerprint of a key undone before it was applied: matches any
+
+
+class FencedRefusal(Refusal):
+    """The operation was undone (compensated) before it arrived: it will never apply."""
+
+    code = "fenced"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key=key)
+
+
 class IdempotencyConflictError(Exception):
     """The idempotency key was used before for a different request."""
 
@@ -195,6 +207,9 @@ class Draft:
         changed: new versions of entities, by key.
         created: keys of entities the batch creates.
         rows: further rows the batch appends (ledger entries).
+        decided: outcomes decided so far in the batch, by operation key.
+        fenced: keys of operations the batch undid before they arrived (see
+            :class:`FencedRefusal`).
     """
 
     base: dict[Any, Any]
@@ -202,6 +217,8 @@ class Draft:
     changed: dict[Any, Any] = field(default_factory=dict)
     created: set[Any] = field(default_factory=set)
     rows: list[Any] = field(default_factory=list)
+    decided: dict[str, Outcome] = field(default_factory=dict)
+    fenced: set[str] = field(default_factory=set)
 
     def get(self, key: Any) -> Any:
         """The entity as the batch sees it so far, or ``None``."""

@@ -25,7 +25,9 @@ from typing import Any, Generic, Protocol, TypeVar
 import structlog
 
 from actors._ops import (
+    FENCED,
     Draft,
+    FencedRefusal,
     IdempotencyConflictError,
     Operation,
     OperationInProgressError,
@@ -120,7 +122,13 @@ class Coalescer(Generic[T, R]):
 
 
 class Command(Protocol):
-    """A write command: it carries its operation."""
+    """A write command: it carries its operation.
+
+    A command may also have an ``undoes`` attribute: the key of the operation it
+    compensates (a release undoes a reservation). Such a command applies only if that
+    operation was applied; if it never arrived, its key is *fenced* (recorded as refused)
+    so that it cannot apply later either, whatever the network delays.
+    """
 
     @property
     def op(self) -> Operation:
@@ -246,20 +254,19 @@ class ShardWriter(ABC, Generic[K, E, C]):
                 for entity in await self.load(uow, missing):
                     self.entities[self.entity_key(entity)] = entity
             draft = Draft(base=self.entities)
-            outcomes = self._decide_all(batch, todo, results, draft)
+            prior = await self._undone_outcomes(uow, [batch[i] for i in todo])
+            outcomes = self._decide_all(batch, todo, results, draft, prior)
             if outcomes is None:
                 return False  # decided without those: decide the rest again, cleanly
-            records = [
-                OperationRecord(batch[i].op.key, batch[i].op.fingerprint, outcomes[i].to_json())
-                for i in todo
-            ]
-            recorded = await uow.operations.record(records)
+            recorded = await uow.operations.record(_records(batch, outcomes, draft))
+            if not draft.fenced <= recorded:
+                return False  # recorded meanwhile by another writer: decide again
             repeated = [i for i in todo if batch[i].op.key not in recorded]
             if repeated:
                 stored = await uow.operations.get_many([batch[i].op.key for i in repeated])
                 for i in repeated:
                     if (found := stored.get(batch[i].op.key)) is not None:
-                        results[i] = _replay(batch[i].op, found)
+                        results[i] = replay(batch[i].op, found)
                 return False  # roll back; the others go again without the repeats
             created, updated = self._versioned(draft)
             stored_entities = await self.store(uow, created, updated, draft.rows)
@@ -272,8 +279,21 @@ class ShardWriter(ABC, Generic[K, E, C]):
             results[i] = outcomes[i]
         return True
 
+    async def _undone_outcomes(self, uow: UnitOfWork, commands: list[C]) -> dict[str, Outcome]:
+        """The stored outcomes of the operations ``commands`` undo, by key."""
+        keys = [k for c in commands if (k := getattr(c, "undoes", None)) is not None]
+        if not keys:
+            return {}
+        stored = await uow.operations.get_many(keys)
+        return {key: Outcome.from_json(record.outcome) for key, record in stored.items()}
+
     def _decide_all(
-        self, batch: list[C], todo: list[int], results: list[Result | None], draft: Draft
+        self,
+        batch: list[C],
+        todo: list[int],
+        results: list[Result | None],
+        draft: Draft,
+        prior: dict[str, Outcome],
     ) -> dict[int, Outcome] | None:
         """Each command's outcome, or ``None`` when some could not be decided.
 
@@ -283,14 +303,31 @@ class ShardWriter(ABC, Generic[K, E, C]):
         failed = False
         for i in todo:
             try:
-                outcomes[i] = self.decide(batch[i], draft)
-            except Refusal as refusal:
-                outcomes[i] = Outcome(refusal=refusal)
-                draft.vouch(self.key_of(batch[i]))
+                outcomes[i] = self._decide_one(batch[i], draft, prior)
             except Exception as exc:
                 results[i] = exc
                 failed = True
+            else:
+                draft.decided[batch[i].op.key] = outcomes[i]
         return None if failed else outcomes
+
+    def _decide_one(self, command: C, draft: Draft, prior: dict[str, Outcome]) -> Outcome:
+        fenced = draft.decided.get(command.op.key)
+        if fenced is not None:  # undone earlier in this very batch
+            return dataclasses.replace(fenced, replayed=True)
+        undoes: str | None = getattr(command, "undoes", None)
+        if undoes is not None:
+            earlier = draft.decided.get(undoes, prior.get(undoes))
+            if earlier is None:
+                draft.decided[undoes] = Outcome(refusal=FencedRefusal(undoes))
+                draft.fenced.add(undoes)
+            if earlier is None or earlier.refusal is not None:
+                return Outcome(value={"undone": False})
+        try:
+            return self.decide(command, draft)
+        except Refusal as refusal:
+            draft.vouch(self.key_of(command))
+            return Outcome(refusal=refusal)
 
     def _versioned(self, draft: Draft) -> tuple[list[E], list[E]]:
         created, updated = [], []
@@ -307,7 +344,21 @@ class ShardWriter(ABC, Generic[K, E, C]):
             self.entities.pop(self.key_of(batch[i]), None)
 
 
-def _replay(op: Operation, stored: OperationRecord) -> Result:
-    if stored.fingerprint != op.fingerprint:
+def _records(
+    batch: Sequence[Command], outcomes: dict[int, Outcome], draft: Draft
+) -> list[OperationRecord]:
+    """What a batch records: each command's outcome, and the keys it fenced."""
+    records = {
+        key: OperationRecord(key, FENCED, draft.decided[key].to_json()) for key in draft.fenced
+    }
+    for i, outcome in outcomes.items():
+        op = batch[i].op
+        records.setdefault(op.key, OperationRecord(op.key, op.fingerprint, outcome.to_json()))
+    return list(records.values())
+
+
+def replay(op: Operation, stored: OperationRecord) -> Result:
+    """The stored outcome of a repeated operation, or a conflict if it asked otherwise."""
+    if stored.fingerprint not in (op.fingerprint, FENCED):
         return IdempotencyConflictError(op.key)
     return Outcome.from_json(stored.outcome)

@@ -10,8 +10,8 @@ from fastapi.responses import Response
 
 from actors.inventory.errors import InvalidProductError
 from actors.inventory.model import CreateProduct, NewProduct, StockCommand, UpdateProduct
+from actors.router import ShardRouter
 from serve._auth import Principal, Require
-from serve._shards import ShardRouter
 from serve._writes import operation, write
 from serve.schemas import (
     IdempotencyKey,

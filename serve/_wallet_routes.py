@@ -12,8 +12,8 @@ from fastapi.responses import Response
 from actors.auth.model import Rbac
 from actors.payments.errors import UnknownWalletError
 from actors.payments.model import MoneyCommand
+from actors.router import ShardRouter
 from serve._auth import Principal, Require
-from serve._shards import ShardRouter
 from serve._writes import operation, required, write
 from serve.schemas import (
     BalanceOut,

@@ -15,8 +15,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from actors._ops import Operation
+from actors.router import ShardRouter
 from serve._auth import Principal
-from serve._shards import ShardRouter
 from serve.errors import IdempotencyKeyRequiredError, problem_for
 from storage.telemetry import trace_id_var
 

@@ -12,12 +12,12 @@ from fastapi.routing import APIRoute
 
 from actors.inventory.errors import UnknownProductError
 from actors.inventory.model import SKU_PATTERN
+from actors.router import ShardRouter
 from serve._admin_routes import admin_routes
 from serve._auth import PUBLIC, Authenticator, Require, declared_permission
 from serve._auth_routes import auth_routes
 from serve._inventory_routes import inventory_routes
 from serve._middleware import GatewayMiddleware
-from serve._shards import ShardRouter
 from serve._tracing import RequestIdMiddleware
 from serve._wallet_routes import wallet_routes
 from serve.errors import install_error_handlers

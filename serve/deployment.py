@@ -23,8 +23,8 @@ from actors.auth.service import TokenPolicy
 from actors.inventory.actor import shard_actor_name
 from actors.payments.actor import wallet_actor_name
 from actors.placement import Partitioning
+from actors.router import ShardRouter
 from serve._auth import Authenticator
-from serve._shards import ShardRouter
 from serve.app import GatewayDeps, create_app
 from storage.cache import CachePolicy, RedisProductCache
 from storage.connections import ConnectionConfig, Connections, ping_database, ping_redis

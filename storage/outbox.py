@@ -16,6 +16,7 @@ _APPEND = text(
     SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]),
                          CAST(:aggregates AS text[]), CAST(:traces AS text[]),
                          CAST(:payloads AS text[]), CAST(:created AS timestamptz[]))
+    ON CONFLICT (id) DO NOTHING
     """
 )
 
@@ -27,7 +28,10 @@ class SqlOutbox:
         self._conn = conn
 
     async def append(self, events: Sequence[EventRecord]) -> None:
-        """Add events to the outbox, in the caller's transaction."""
+        """Add events to the outbox, in the caller's transaction; known ids are skipped.
+
+        A writer that is not sure its commit went through writes the same events again.
+        """
         if not events:
             return
         params = {

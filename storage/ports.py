@@ -373,7 +373,7 @@ class Outbox(Protocol):
     """Events waiting to be published, written in the transaction of their change."""
 
     async def append(self, events: Sequence[EventRecord]) -> None:
-        """Add events to the outbox."""
+        """Add events to the outbox; events whose id is there already are skipped."""
         ...
 
 

@@ -437,8 +437,10 @@ class FakeOrderRepository:
 
 
 class FakeSagaRepository:
-    def __init__(self, rows: dict[UUID, SagaRecord], log: dict[int, SagaLogRecord]) -> None:
-        self._rows, self._log = rows, log
+    def __init__(
+        self, rows: dict[UUID, SagaRecord], log: dict[int, SagaLogRecord], seq: Iterator[int]
+    ) -> None:
+        self._rows, self._log, self._seq = rows, log, seq
 
     async def add_many(self, sagas: Sequence[SagaRecord]) -> None:
         if any(s.id in self._rows for s in sagas):
@@ -452,7 +454,7 @@ class FakeSagaRepository:
 
     async def append_log(self, entries: Sequence[SagaLogRecord]) -> None:
         for entry in entries:
-            self._log[len(self._log)] = entry
+            self._log[next(self._seq)] = entry
 
     async def get(self, saga_id: UUID) -> SagaRecord | None:
         return self._rows.get(saga_id)
@@ -496,7 +498,8 @@ class FakeOutbox:
 
     async def append(self, events: Sequence[EventRecord]) -> None:
         for event in events:
-            self._rows[event.id] = dataclasses.replace(event, seq=len(self._rows) + 1)
+            if event.id not in self._rows:
+                self._rows[event.id] = dataclasses.replace(event, seq=len(self._rows) + 1)
 
 
 _MISSING = object()
@@ -525,18 +528,19 @@ class FakeTables:
     outbox: dict[UUID, EventRecord] = dataclasses.field(default_factory=dict)
     # Like a database sequence: shared by every copy, and not rolled back.
     ledger_seq: Iterator[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
+    log_seq: Iterator[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
 
     def tables(self) -> dict[str, dict[Any, Any]]:
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name != "ledger_seq"
+            if not f.name.endswith("_seq")
         }
 
     def copy(self) -> FakeTables:
         # Records are immutable, so copying the dicts isolates the copy.
         tables = {name: dict(table) for name, table in self.tables().items()}
-        return FakeTables(**tables, ledger_seq=self.ledger_seq)
+        return FakeTables(**tables, ledger_seq=self.ledger_seq, log_seq=self.log_seq)
 
     def publish(self, staged: FakeTables, base: FakeTables) -> None:
         """Apply the rows ``staged`` changed since ``base`` (row by row, as a database would).
@@ -579,7 +583,7 @@ class FakeUnitOfWork:
         self.signing_keys = FakeSigningKeyRepository(staged.signing_keys)
         self.audit = FakeAuditLog(staged.audit)
         self.orders = FakeOrderRepository(staged.orders)
-        self.sagas = FakeSagaRepository(staged.sagas, staged.saga_log)
+        self.sagas = FakeSagaRepository(staged.sagas, staged.saga_log, staged.log_seq)
         self.outbox = FakeOutbox(staged.outbox)
         return self
 
@@ -612,6 +616,7 @@ class FakeUnitOfWorkFactory:
         self.operations = self.tables.operations
         self.orders = self.tables.orders
         self.sagas = self.tables.sagas
+        self.saga_log = self.tables.saga_log
         self.outbox = self.tables.outbox
 
     def __call__(self) -> FakeUnitOfWork:

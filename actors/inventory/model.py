@@ -115,12 +115,17 @@ class UpdateProduct:
 
 @dataclass(frozen=True, slots=True)
 class StockCommand:
-    """Move ``quantity`` units of ``sku``; ``kind`` says how (see :data:`STOCK_KINDS`)."""
+    """Move ``quantity`` units of ``sku``; ``kind`` says how (see :data:`STOCK_KINDS`).
+
+    ``undoes`` names the operation a compensation undoes (a release undoes a reservation):
+    it applies only if that one did, and fences it if it never arrived.
+    """
 
     op: Operation
     sku: str
     kind: str
     quantity: int
+    undoes: str | None = None
 
     def __post_init__(self) -> None:
         check_sku(self.sku)

@@ -44,6 +44,8 @@ class MoneyCommand:
         kind: ``credit``, ``debit`` or ``refund``.
         amount: minor units, 1..MAX_AMOUNT.
         reference: why (a credit's reason; the order for debits and refunds).
+        undoes: the operation a compensating refund undoes (a debit): it applies only if
+            that one did, and fences it if it never arrived.
     """
 
     op: Operation
@@ -51,6 +53,7 @@ class MoneyCommand:
     kind: str
     amount: int
     reference: str
+    undoes: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in COUNTER_ACCOUNT:

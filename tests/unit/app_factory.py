@@ -9,8 +9,8 @@ from fastapi import FastAPI
 
 from actors.auth.model import Rbac
 from actors.placement import Partitioning
+from actors.router import ShardRouter
 from serve._auth import Authenticator
-from serve._shards import ShardRouter
 from serve.app import GatewayDeps, create_app
 from storage.cache import CachePolicy, RedisProductCache
 from storage.ratelimit import RateSpec, RedisRateLimiter

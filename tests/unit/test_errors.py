@@ -10,10 +10,11 @@ from actors import _ops as ops
 from actors.auth import errors as auth_errors
 from actors.inventory import errors as inventory_errors
 from actors.payments import errors as payments_errors
+from sagas import errors as saga_errors
 from serve.errors import BodyTooLargeError, problem_type_for
 from storage import errors as storage_errors
 
-MODULES = (auth_errors, inventory_errors, payments_errors, storage_errors, ops)
+MODULES = (auth_errors, inventory_errors, payments_errors, saga_errors, storage_errors, ops)
 
 SAMPLES: list[Exception] = [
     auth_errors.AuthError("x"),
@@ -38,8 +39,16 @@ SAMPLES: list[Exception] = [
     payments_errors.UnknownWalletError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e"),
     payments_errors.InsufficientFundsError("w", 10, 25),
     payments_errors.BalanceLimitError("w", 10**15),
+    saga_errors.SagaError("x"),
+    saga_errors.StepFailedError("out_of_stock"),
+    saga_errors.InvalidOrderError("items", "must have 1..50 lines"),
+    saga_errors.UnknownOrderError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e"),
+    saga_errors.OrderStateError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e", "PENDING"),
+    saga_errors.UnknownSagaError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e"),
+    saga_errors.SagaStateError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e", "COMPLETED", "done"),
     ops.FieldError("amount", "must be positive"),
     ops.Refusal(why="no"),
+    ops.FencedRefusal("saga:1:reserve:SKU-1"),
     ops.IdempotencyConflictError("http:u:k"),
     ops.OperationInProgressError("http:u:k"),
     ops.WrongShardError("SKU-1", 3, 4),

@@ -11,6 +11,7 @@ import pytest
 
 from actors._ops import (
     Draft,
+    FencedRefusal,
     IdempotencyConflictError,
     Operation,
     OperationInProgressError,
@@ -21,6 +22,7 @@ from actors._ops import (
 )
 from actors.inventory import errors as inventory_errors
 from actors.payments import errors as payments_errors
+from sagas import errors as saga_errors
 
 REFUSALS: list[Refusal] = [
     inventory_errors.ProductExistsError("SKU-1"),
@@ -31,6 +33,9 @@ REFUSALS: list[Refusal] = [
     payments_errors.UnknownWalletError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e"),
     payments_errors.InsufficientFundsError("w", 10, 25),
     payments_errors.BalanceLimitError("w", 10**15),
+    FencedRefusal("saga:1:reserve:SKU-1"),
+    saga_errors.UnknownOrderError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e"),
+    saga_errors.OrderStateError("0b7c6a36-7d7a-4a39-9df5-0b3c3a3c2f1e", "PENDING"),
 ]
 
 
