@@ -12,19 +12,37 @@ import asyncio
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from actors._ops import Outcome, WrongShardError
-from actors._writer import ShardWriter
 from actors.placement import Partitioning
 from storage.connections import ConnectionConfig, Connections
 from storage.telemetry import ACTOR_CALLS, ACTOR_LATENCY, configure_logging
 
 S = TypeVar("S")
 T = TypeVar("T")
-W = TypeVar("W", bound=ShardWriter[Any, Any, Any])
+
+
+class ShardService(Protocol):
+    """What a shard shell needs of its service (a :class:`ShardWriter`, an orchestrator)."""
+
+    @property
+    def entities(self) -> Mapping[Any, Any]:
+        """What it holds in memory."""
+        ...
+
+    async def submit(self, commands: Sequence[Any]) -> list[Outcome | Exception]:
+        """Apply commands; one outcome (or error) each."""
+        ...
+
+    async def drained(self) -> None:
+        """Return once everything queued so far is done."""
+        ...
+
+
+W = TypeVar("W", bound=ShardService)
 
 
 class LazyService(Generic[S]):
@@ -89,6 +107,9 @@ class ShardInfo:
 
 class ShardActor(ABC, Generic[W]):
     """Single writer of one shard's keys: commands in, outcomes out.
+
+    The service is a :class:`actors._writer.ShardWriter` (inventory, wallets) or an
+    orchestrator (:mod:`sagas.orchestrator`).
 
     Args:
         shard: this shard's index.

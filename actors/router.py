@@ -12,9 +12,11 @@ there are now, and the router recomputes owners from that.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import ray
 import structlog
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from tenacity import (
@@ -31,6 +33,39 @@ from storage.telemetry import SHARD_RETRIES
 
 log = structlog.get_logger(__name__)
 HandleGetter = Callable[[str], Awaitable[Any]]
+
+
+class ActorDirectory:
+    """Named actor handles, looked up once and kept (a restarted actor keeps its handle).
+
+    Args:
+        namespace: the Ray namespace of shoal's named actors.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self._namespace = namespace
+        self._handles: dict[str, Any] = {}
+
+    async def get(self, name: str) -> Any:
+        """The handle of the actor named ``name``.
+
+        Raises:
+            ValueError: no actor has that name.
+        """
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = await asyncio.to_thread(ray.get_actor, name, namespace=self._namespace)
+            self._handles[name] = handle
+        return handle
+
+    def forget(self, name: str) -> None:
+        """Look ``name`` up again next time (its actor was replaced)."""
+        self._handles.pop(name, None)
+
+    async def all_answer(self, names: tuple[str, ...]) -> None:
+        """Return once every named actor has answered ``info``."""
+        handles = [await self.get(n) for n in names]
+        await asyncio.gather(*(h.info.remote() for h in handles))
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -120,6 +155,14 @@ class ShardRouter:
         if shards != self.partitioning.shards:
             log.info("shard_layout_changed", kind=self.kind, shards=shards)
             self._layout(Partitioning(self.partitioning.partitions, shards))
+
+    async def owner(self, key: str) -> Any:
+        """The actor handle of the shard that owns ``key`` in the current layout.
+
+        Raises:
+            ValueError: no actor of that name (starting, or replaced by fewer shards).
+        """
+        return await self._handle(self._name_of(self.partitioning.owner_of(key)))
 
     async def apply(self, key: str, command: Any) -> Outcome:
         """Apply ``command`` at the owner of ``key``, retrying retryable failures.

@@ -24,6 +24,7 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
 
 import actors
+import sagas
 import storage
 from actors._ops import Operation
 from actors._shell import ShardInfo
@@ -37,6 +38,7 @@ from actors.payments.actor import WalletShardActor, wallet_actor_name
 from actors.placement import Partitioning
 from cluster.localstack import LocalStack, StackError
 from cluster.settings import Settings
+from sagas.actor import OrchestratorActor, OrchestratorConfig, orchestrator_actor_name
 from serve.deployment import GatewayConfig, GatewayIngress
 from storage import migrate
 from storage.cache import CachePolicy
@@ -48,6 +50,11 @@ log = logging.getLogger(__name__)
 def partitioning(settings: Settings) -> Partitioning:
     """The partition layout of inventory shards."""
     return Partitioning(settings.partitions, settings.inventory_shards)
+
+
+def order_partitioning(settings: Settings) -> Partitioning:
+    """Which orchestrator shard owns which partition of order ids."""
+    return Partitioning(settings.partitions, settings.order_shards)
 
 
 def wallet_partitioning(settings: Settings) -> Partitioning:
@@ -62,7 +69,7 @@ def code_release() -> str:
     Read once per process: the files do not change under a running command.
     """
     digest = hashlib.sha256()
-    for package in (actors, storage):
+    for package in (actors, sagas, storage):
         root = Path(str(package.__file__)).parent
         for path in sorted(root.rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode())
@@ -156,7 +163,27 @@ def shard_sets(settings: Settings, stack: LocalStack) -> list[ShardSet]:
         ShardSet(
             "wallets", WalletShardActor, wallet_actor_name, wallet_partitioning(settings), (conn,)
         ),
+        ShardSet(
+            "orders",
+            OrchestratorActor,
+            orchestrator_actor_name,
+            order_partitioning(settings),
+            (conn, orchestrator_config(settings)),
+        ),
     ]
+
+
+def orchestrator_config(settings: Settings) -> OrchestratorConfig:
+    """What every orchestrator shard is built from besides its connections."""
+    return OrchestratorConfig(
+        namespace=settings.namespace,
+        inventory_shards=settings.inventory_shards,
+        wallet_shards=settings.wallet_shards,
+        partitions=settings.partitions,
+        currency=settings.currency,
+        saga_timeout_s=settings.saga_timeout_s,
+        step_timeout_s=settings.saga_step_timeout_s,
+    )
 
 
 def _running(settings: Settings, shards: ShardSet) -> list[Any]:
@@ -275,9 +302,11 @@ def start_actors(settings: Settings, stack: LocalStack, timeout_s: float = 120) 
 
     Returns the inventory shard handles, in shard order.
     """
-    inventory, wallets = (ensure_shards(settings, stack, s) for s in shard_sets(settings, stack))
+    inventory, wallets, orders = (
+        ensure_shards(settings, stack, s) for s in shard_sets(settings, stack)
+    )
     auth = ensure_auth_actor(settings, stack)
-    shard_infos([*inventory, *wallets], timeout_s)
+    shard_infos([*inventory, *wallets, *orders], timeout_s)
     ray.get(auth.info.remote(), timeout=timeout_s)
     return inventory
 
@@ -343,6 +372,7 @@ def gateway_config(settings: Settings, stack: LocalStack) -> GatewayConfig:
         namespace=settings.namespace,
         inventory_shards=settings.inventory_shards,
         wallet_shards=settings.wallet_shards,
+        order_shards=settings.order_shards,
         partitions=settings.partitions,
         currency=settings.currency,
         token_policy=token_policy(settings),

@@ -15,8 +15,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from cluster._sagas_cli import read, sagas_app
 from cluster.localstack import LocalStack, StackError, prepare_local_driver
 from cluster.settings import Settings
+from storage.ports import UnitOfWorkFactory
 
 app = typer.Typer(
     help="shoal: an actor-based distributed worker system on Ray.",
@@ -148,16 +150,25 @@ def _collect_status(settings: Settings, stack: LocalStack) -> dict[str, Any]:
             for name, a in apps.items()
             for dname, d in a.deployments.items()
         }
-        names = (*bootstrap.shard_names(settings), *bootstrap.wallet_shard_names(settings))
+        names = [
+            s.name(i) for s in bootstrap.shard_sets(settings, stack) for i in range(s.layout.shards)
+        ]
         handles = [ray.get_actor(n, namespace=settings.namespace) for n in names]
         report["shards"] = [asdict(i) for i in bootstrap.shard_infos(handles, 15)]
+    if running.get("postgres", True):
+        report["sagas"] = read(settings, _saga_counts)
     report["cache_hit_ratio"] = cache_hit_ratios(stack.paths.metrics)
     return report
 
 
+async def _saga_counts(uow: UnitOfWorkFactory) -> dict[str, int]:
+    async with uow() as tx:
+        return await tx.sagas.count_by_status()
+
+
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
-    """Nodes, deployments and replicas, actor shards (with process ids), cache hit ratio."""
+    """Nodes, deployments and replicas, actor shards (with pids), sagas by status, cache hits."""
     settings = _settings()
     report = _collect_status(settings, LocalStack(settings))
     if as_json:
@@ -175,6 +186,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
             out.print(table)
     for name, dep in report.get("deployments", {}).items():
         out.print(f"deployment {name}: {dep['status']} replicas={dep['replicas']}")
+    out.print(f"sagas by status: {report.get('sagas', {})}")
     out.print(f"cache hit ratio: {report['cache_hit_ratio']}")
 
 
@@ -182,6 +194,7 @@ users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage the keys that sign access tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(sagas_app, name="sagas")
 Email = Annotated[str, typer.Option("--email", help="the user's email")]
 
 

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     # writes into smaller commits and adds a process competing for the same cores.
     inventory_shards: int = Field(default=1, ge=1, description="inventory shard actors")
     wallet_shards: int = Field(default=1, ge=1, description="wallet shard actors")
+    order_shards: int = Field(default=1, ge=1, description="orchestrator shard actors")
+    saga_timeout_s: float = Field(
+        default=30, gt=0, description="PlaceOrder fails with 'timeout' after this long"
+    )
+    saga_step_timeout_s: float = Field(default=5, gt=0, description="one try of one saga step")
     actor_num_cpus: float = Field(default=0.05, ge=0, le=1)
 
     pg_max_connections: int = Field(default=200, ge=20)
@@ -127,8 +132,8 @@ class Settings(BaseSettings):
             )
         if self.gateway_max_in_flight > self.gateway_max_ongoing_requests:
             raise ValueError("gateway_max_in_flight must not exceed gateway_max_ongoing_requests")
-        if max(self.inventory_shards, self.wallet_shards) > self.partitions:
-            raise ValueError("inventory_shards and wallet_shards must not exceed partitions")
+        if max(self.inventory_shards, self.wallet_shards, self.order_shards) > self.partitions:
+            raise ValueError("inventory, wallet and order shards must not exceed partitions")
         try:
             self.pool_budget().check(self.pg_max_connections)
         except ConnectionBudgetError as exc:
@@ -137,7 +142,8 @@ class Settings(BaseSettings):
 
     def pool_budget(self) -> PoolBudget:
         """Connections every pool-holding process may take: replicas, shards, auth, a driver."""
-        processes = self.gateway_max_replicas + self.inventory_shards + self.wallet_shards + 2
+        shards = self.inventory_shards + self.wallet_shards + self.order_shards
+        processes = self.gateway_max_replicas + shards + 2
         return PoolBudget(
             self.db_pool_size, self.db_max_overflow, processes, self.db_reserved_connections
         )

@@ -18,6 +18,7 @@ from serve._auth import PUBLIC, Authenticator, Require, declared_permission
 from serve._auth_routes import auth_routes
 from serve._inventory_routes import inventory_routes
 from serve._middleware import GatewayMiddleware
+from serve._order_routes import order_routes, saga_routes
 from serve._tracing import RequestIdMiddleware
 from serve._wallet_routes import wallet_routes
 from serve.errors import install_error_handlers
@@ -62,6 +63,7 @@ class GatewayDeps:
         auth_actor: returns the auth actor's handle (logins, refreshes, session changes).
         inventory: sends catalogue and stock writes to the owning inventory shards.
         wallets: sends money movements to the owning wallet shards.
+        orders: sends orders and cancellations to the owning orchestrator shards.
         currency: the deployment's one currency.
         checks: named readiness checks; each raises or times out when unhealthy.
         max_body: largest request body accepted, in bytes.
@@ -78,6 +80,7 @@ class GatewayDeps:
     auth_actor: Callable[[], Awaitable[Any]]
     inventory: ShardRouter
     wallets: ShardRouter
+    orders: ShardRouter
     checks: Mapping[str, ReadinessCheck]
     currency: str = "USD"
     max_body: int = 64 * 1024
@@ -121,6 +124,8 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     _product_routes(app, deps)
     inventory_routes(app, deps.inventory, deps.currency)
     wallet_routes(app, deps.uow, deps.wallets, deps.currency)
+    order_routes(app, deps.uow, deps.orders)
+    saga_routes(app, deps.uow, deps.orders)
     auth_routes(app, deps.auth_actor)
     admin_routes(app, deps.auth_actor)
     _refuse_undeclared(app)

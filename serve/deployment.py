@@ -7,13 +7,10 @@ it; the engine, the Redis client and the FastAPI app are built inside the replic
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
-import ray
 from fastapi import FastAPI
 from ray import serve
 
@@ -23,7 +20,8 @@ from actors.auth.service import TokenPolicy
 from actors.inventory.actor import shard_actor_name
 from actors.payments.actor import wallet_actor_name
 from actors.placement import Partitioning
-from actors.router import ShardRouter
+from actors.router import ActorDirectory, ShardRouter
+from sagas.actor import orchestrator_actor_name
 from serve._auth import Authenticator
 from serve.app import GatewayDeps, create_app
 from storage.cache import CachePolicy, RedisProductCache
@@ -44,6 +42,7 @@ class GatewayConfig:
         namespace: the Ray namespace of shoal's named actors.
         inventory_shards: how many inventory shards there are (until they say otherwise).
         wallet_shards: how many wallet shards there are (until they say otherwise).
+        order_shards: how many orchestrator shards there are (until they say otherwise).
         partitions: the fixed number of partitions keys hash to.
         currency: the deployment's one currency.
         max_body: largest request body accepted, in bytes.
@@ -62,6 +61,7 @@ class GatewayConfig:
     namespace: str
     inventory_shards: int
     wallet_shards: int
+    order_shards: int
     partitions: int
     currency: str = "USD"
     max_body: int = 64 * 1024
@@ -77,28 +77,6 @@ class GatewayConfig:
     log_level: str = "INFO"
 
 
-class _ActorDirectory:
-    """Named actor handles, looked up once and kept (a restarted actor keeps its handle)."""
-
-    def __init__(self, namespace: str) -> None:
-        self._namespace = namespace
-        self._handles: dict[str, Any] = {}
-
-    async def get(self, name: str) -> Any:
-        handle = self._handles.get(name)
-        if handle is None:
-            handle = await asyncio.to_thread(ray.get_actor, name, namespace=self._namespace)
-            self._handles[name] = handle
-        return handle
-
-    def forget(self, name: str) -> None:
-        self._handles.pop(name, None)
-
-    async def all_answer(self, names: tuple[str, ...]) -> None:
-        handles = [await self.get(n) for n in names]
-        await asyncio.gather(*(h.info.remote() for h in handles))
-
-
 @serve.ingress()
 class GatewayIngress:
     """One gateway replica: builds its connections, then the FastAPI app around them."""
@@ -107,7 +85,7 @@ class GatewayIngress:
         configure_logging(config.log_level, component="gateway")
         self._config = config
         self._conn = Connections(config.connections)
-        self._actors = _ActorDirectory(config.namespace)
+        self._actors = ActorDirectory(config.namespace)
 
     async def _all_actors_answer(self, *routers: ShardRouter) -> None:
         """The auth actor and every shard of each kind's current layout answer ``info``."""
@@ -133,6 +111,7 @@ class GatewayIngress:
         )
         inventory = self._router("inventory", shard_actor_name, config.inventory_shards)
         wallets = self._router("wallets", wallet_actor_name, config.wallet_shards)
+        orders = self._router("orders", orchestrator_actor_name, config.order_shards)
         deps = GatewayDeps(
             uow=uow,
             cache=RedisProductCache(self._conn.redis, config.cache_policy),
@@ -140,12 +119,13 @@ class GatewayIngress:
             auth_actor=lambda: self._actors.get(AUTH_ACTOR_NAME),
             inventory=inventory,
             wallets=wallets,
+            orders=orders,
             currency=config.currency,
             trusted_proxies=frozenset(config.trusted_proxies),
             checks={
                 "postgres": lambda: ping_database(self._conn),
                 "redis": lambda: ping_redis(self._conn),
-                "actors": lambda: self._all_actors_answer(inventory, wallets),
+                "actors": lambda: self._all_actors_answer(inventory, wallets, orders),
             },
             max_body=config.max_body,
             max_in_flight=config.max_in_flight,

@@ -47,6 +47,13 @@ from actors.payments.errors import (
     PaymentsError,
     UnknownWalletError,
 )
+from sagas.errors import (
+    InvalidOrderError,
+    OrderStateError,
+    SagaStateError,
+    UnknownOrderError,
+    UnknownSagaError,
+)
 from serve._auth import ForbiddenError, UnauthenticatedError
 from serve._ratelimit import RateLimitedError, rate_limit_headers
 from storage.errors import StorageError
@@ -102,6 +109,11 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     InvalidAmountError: ProblemType(422, "validation", "Invalid request"),
     UnknownWalletError: ProblemType(404, "not-found", "Not found"),
     InsufficientFundsError: ProblemType(409, "insufficient-funds", "Insufficient funds"),
+    InvalidOrderError: ProblemType(422, "validation", "Invalid request"),
+    UnknownOrderError: ProblemType(404, "not-found", "Not found"),
+    OrderStateError: ProblemType(409, "order-state", "Not possible in the order's status"),
+    UnknownSagaError: ProblemType(404, "not-found", "Not found"),
+    SagaStateError: ProblemType(409, "saga-state", "Not possible in the saga's status"),
     BalanceLimitError: ProblemType(409, "balance-limit", "Balance limit reached"),
     IdempotencyConflictError: ProblemType(
         409, "idempotency-conflict", "Idempotency key reused for another request"
@@ -188,6 +200,8 @@ _DETAILS: dict[type[BaseException], Callable[[Any], str]] = {
         f"Only {e.available} of {e.sku!r} are available; {e.requested} were asked."
     ),
     InsufficientFundsError: lambda e: f"The balance is {e.balance}; {e.requested} were asked.",
+    OrderStateError: lambda e: f"The order is {e.status}; only a CONFIRMED order can be cancelled.",
+    SagaStateError: lambda e: f"The saga is {e.status}: {e.detail}.",
     IdempotencyConflictError: lambda _: "This Idempotency-Key was used for a different request.",
     OperationInProgressError: lambda _: (
         "A request with this Idempotency-Key is still being processed; retry shortly."

@@ -15,8 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from actors._ops import MAX_AMOUNT, MAX_QUANTITY
 from actors.inventory.model import MAX_NAME, SKU_PATTERN
 from actors.payments.model import MAX_REFERENCE
+from sagas.orchestrator import MAX_LINES
 from serve.errors import InvalidCursorError
-from storage.records import AuditRecord, LedgerEntryRecord, ProductRecord
+from storage.records import (
+    AuditRecord,
+    LedgerEntryRecord,
+    OrderRecord,
+    ProductRecord,
+    SagaLogRecord,
+    SagaRecord,
+)
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
@@ -404,3 +412,141 @@ def decode_position(cursor: str | None) -> int | None:
     if position < 1:
         raise InvalidCursorError()
     return position
+
+
+class OrderLineIn(_Strict):
+    """One line of ``POST /orders``."""
+
+    sku: str = Field(pattern=f"^{SKU_PATTERN.pattern}$")
+    quantity: int = _QUANTITY
+
+
+class OrderIn(_Strict):
+    """``POST /orders``: each SKU at most once."""
+
+    items: list[OrderLineIn] = Field(min_length=1, max_length=MAX_LINES)
+
+
+class OrderAccepted(BaseModel):
+    """The answer to ``POST /orders`` (202): prices are fixed, the saga runs."""
+
+    id: UUID
+    status: str
+    total: int
+    currency: str
+
+
+class CancelAccepted(BaseModel):
+    """The answer to ``POST /orders/{id}/cancel`` (202)."""
+
+    id: UUID
+    status: str
+
+
+class OrderLineOut(BaseModel):
+    """One line of an order, at the price fixed when it was accepted."""
+
+    sku: str
+    quantity: int
+    price: int
+
+
+class StepOut(BaseModel):
+    """Where one saga step is."""
+
+    name: str
+    status: str
+    attempts: int
+
+
+class OrderOut(BaseModel):
+    """``GET /orders/{id}``: the order and the steps of its sagas."""
+
+    id: UUID
+    status: str
+    items: list[OrderLineOut]
+    total: int
+    currency: str
+    failure_reason: str | None = None
+    steps: list[StepOut]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: OrderRecord, sagas: list[SagaRecord]) -> OrderOut:
+        """The API view of an order and its sagas (PlaceOrder's steps, then CancelOrder's)."""
+        return cls(
+            id=order.id,
+            status=order.status,
+            items=[
+                OrderLineOut(sku=i.sku, quantity=i.quantity, price=i.price) for i in order.items
+            ],
+            total=order.total,
+            currency=order.currency,
+            failure_reason=order.failure_reason,
+            steps=[StepOut(**s) for saga in sagas for s in json.loads(saga.steps)],
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+
+class SagaLogOut(BaseModel):
+    """One transition of a saga."""
+
+    step: str
+    transition: str
+    attempt: int
+    detail: str | None
+    at: datetime
+
+
+class SagaOut(BaseModel):
+    """A saga instance, as operators see it (with its step log when asked for one)."""
+
+    id: UUID
+    kind: str
+    order_id: UUID
+    status: str
+    failure_reason: str | None
+    error: str | None
+    steps: list[StepOut]
+    trace_id: str
+    created_at: datetime
+    updated_at: datetime
+    log: list[SagaLogOut] | None = None
+
+    @classmethod
+    def of(cls, saga: SagaRecord, log: list[SagaLogRecord] | None = None) -> SagaOut:
+        """The API view of a saga."""
+        entries = None
+        if log is not None:
+            entries = [
+                SagaLogOut(
+                    step=e.step,
+                    transition=e.transition,
+                    attempt=e.attempt,
+                    detail=e.detail,
+                    at=e.at,
+                )
+                for e in log
+            ]
+        return cls(
+            id=saga.id,
+            kind=saga.kind,
+            order_id=saga.order_id,
+            status=saga.status,
+            failure_reason=saga.failure_reason,
+            error=saga.error,
+            steps=[StepOut(**s) for s in json.loads(saga.steps)],
+            trace_id=saga.trace_id,
+            created_at=saga.created_at,
+            updated_at=saga.updated_at,
+            log=entries,
+        )
+
+
+class SagaPage(BaseModel):
+    """``GET /admin/sagas``: the most recently changed first."""
+
+    items: list[SagaOut]
+    next_cursor: str | None

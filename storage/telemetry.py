@@ -63,6 +63,18 @@ SHARD_RETRIES = Counter(
     "Commands the gateway sent to a shard again after a retryable failure.",
     ["kind", "error"],
 )
+SAGA_TRANSITIONS = Counter(
+    "shoal_saga_transitions_total",
+    "Saga transitions: created (started), succeeded, step_failed, compensated, completed, "
+    "failed, stuck, retried, aborted; by saga and step.",
+    ["saga", "transition", "step"],
+)
+SAGA_STEP_SECONDS = Histogram(
+    "shoal_saga_step_duration_seconds",
+    "Time from a step's start to its success or failure, retries included.",
+    ["saga", "step"],
+    buckets=_LATENCY_BUCKETS,
+)
 
 
 def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

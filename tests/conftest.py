@@ -61,6 +61,7 @@ def settings() -> Settings:
         partitions=16,
         inventory_shards=2,  # more than the default: ownership and handoff across shards
         wallet_shards=2,
+        order_shards=2,
         gateway_min_replicas=1,
         gateway_max_replicas=2,
         cache_absent_ttl_s=30,

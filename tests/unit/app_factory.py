@@ -56,6 +56,7 @@ def offline_app(cors_origins: tuple[str, ...] = ()) -> FastAPI:
         auth_actor=_no_actor,
         inventory=_router("inventory"),
         wallets=_router("wallets"),
+        orders=_router("orders"),
         checks={},
         cors_origins=cors_origins,
     )
