@@ -151,13 +151,17 @@ def _collect_status(settings: Settings, stack: LocalStack) -> dict[str, Any]:
         names = (*bootstrap.shard_names(settings), *bootstrap.wallet_shard_names(settings))
         handles = [ray.get_actor(n, namespace=settings.namespace) for n in names]
         report["shards"] = [asdict(i) for i in bootstrap.shard_infos(handles, 15)]
+    if running.get("postgres", True) and running.get("redis", True):
+        from cluster._events import event_status
+
+        report["events"] = event_status(settings, stack)
     report["cache_hit_ratio"] = cache_hit_ratios(stack.paths.metrics)
     return report
 
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
-    """Nodes, deployments and replicas, actor shards (with process ids), cache hit ratio."""
+    """Nodes, deployments and replicas, actor shards (with process ids), cache hit ratio, events."""
     settings = _settings()
     report = _collect_status(settings, LocalStack(settings))
     if as_json:
@@ -176,6 +180,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
     for name, dep in report.get("deployments", {}).items():
         out.print(f"deployment {name}: {dep['status']} replicas={dep['replicas']}")
     out.print(f"cache hit ratio: {report['cache_hit_ratio']}")
+    if "events" in report:
+        events = report["events"]
+        out.print(f"event lag: {events['lag']} dead letters: {events['dead_letters']}")
 
 
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)

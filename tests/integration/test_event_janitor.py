@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Retention on real PostgreSQL: trims what every group recorded, keeps what it must."""
 
 from __future__ import annotations

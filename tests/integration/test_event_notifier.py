@@ -53,9 +53,7 @@ async def test_failures_open_the_shared_breaker_and_a_probe_closes_it(
     sim.set_mode("fail")
     async with httpx.AsyncClient() as http:
         provider = HttpNotificationProvider(http, one, policy)
-        (note,) = notifications(
-            [order_event("OrderConfirmed", uuid.uuid4(), "CONFIRMED")]
-        )
+        (note,) = notifications([order_event("OrderConfirmed", uuid.uuid4(), "CONFIRMED")])
         with pytest.raises(ProviderError):
             await provider.send(note)  # three tries, three failures: the breaker opens
         assert sim.state.attempts == 3
