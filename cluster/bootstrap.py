@@ -36,6 +36,7 @@ from actors.inventory.errors import ProductExistsError
 from actors.inventory.model import CreateProduct, NewProduct
 from actors.payments.actor import WalletShardActor, wallet_actor_name
 from actors.placement import Partitioning
+from cluster._events import start_event_actors
 from cluster.localstack import LocalStack, StackError
 from cluster.settings import Settings
 from sagas.actor import OrchestratorActor, OrchestratorConfig, orchestrator_actor_name
@@ -306,6 +307,7 @@ def start_actors(settings: Settings, stack: LocalStack, timeout_s: float = 120) 
         ensure_shards(settings, stack, s) for s in shard_sets(settings, stack)
     )
     auth = ensure_auth_actor(settings, stack)
+    start_event_actors(settings, stack, code_release(), timeout_s)
     shard_infos([*inventory, *wallets, *orders], timeout_s)
     ray.get(auth.info.remote(), timeout=timeout_s)
     return inventory

@@ -157,6 +157,10 @@ def _collect_status(settings: Settings, stack: LocalStack) -> dict[str, Any]:
         report["shards"] = [asdict(i) for i in bootstrap.shard_infos(handles, 15)]
     if running.get("postgres", True):
         report["sagas"] = read(settings, _saga_counts)
+    if running.get("postgres", True) and running.get("redis", True):
+        from cluster._events import event_status
+
+        report["events"] = event_status(settings, stack)
     report["cache_hit_ratio"] = cache_hit_ratios(stack.paths.metrics)
     return report
 
@@ -168,7 +172,7 @@ async def _saga_counts(uow: UnitOfWorkFactory) -> dict[str, int]:
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
-    """Nodes, deployments and replicas, actor shards (with pids), sagas by status, cache hits."""
+    """Nodes, deployments, replicas, shards (with pids), sagas, events, cache hit ratio."""
     settings = _settings()
     report = _collect_status(settings, LocalStack(settings))
     if as_json:
@@ -188,6 +192,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
         out.print(f"deployment {name}: {dep['status']} replicas={dep['replicas']}")
     out.print(f"sagas by status: {report.get('sagas', {})}")
     out.print(f"cache hit ratio: {report['cache_hit_ratio']}")
+    if "events" in report:
+        events = report["events"]
+        out.print(f"event lag: {events['lag']} dead letters: {events['dead_letters']}")
 
 
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)

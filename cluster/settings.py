@@ -117,6 +117,33 @@ class Settings(BaseSettings):
     cache_ttl_jitter: float = Field(default=0.1, ge=0, lt=1)
     cache_absent_ttl_s: float = Field(default=5, gt=0)
 
+    # events: outbox relay, Redis Streams consumer groups, notifier, retention
+    event_partitions: int = Field(default=4, ge=1, le=256, description="event streams")
+    event_batch: int = Field(default=200, ge=1, le=5000, description="events per relay commit")
+    event_read_count: int = Field(default=100, ge=1, le=1000, description="XREADGROUP COUNT")
+    event_idle_sleep_ms: int = Field(default=25, ge=1, description="relay poll when idle")
+    event_claim_idle_ms: int = Field(
+        default=5000, ge=50, description="pending this long: claimed by another consumer"
+    )
+    event_max_deliveries: int = Field(default=5, ge=1, description="then a dead letter")
+    event_republish_after_s: float = Field(
+        default=30, gt=0, description="unrecorded events this old are checked against Redis"
+    )
+    event_sweep_interval_s: float = Field(default=5, gt=0)
+    event_retention_s: float = Field(default=3 * 24 * 3600, gt=0)
+    idempotency_retention_s: float = Field(default=48 * 3600, ge=24 * 3600)
+    janitor_interval_s: float = Field(default=300, gt=0)
+    notify_url: str | None = Field(default=None, description="provider base URL; none: no notifier")
+    notify_timeout_s: float = Field(default=2.0, gt=0)
+    notify_attempts: int = Field(default=4, ge=1, description="tries per delivery (tenacity)")
+    notify_backoff_s: float = Field(default=0.2, gt=0, description="first backoff (full jitter)")
+    breaker_window_s: float = Field(default=30, gt=0)
+    breaker_min_calls: int = Field(default=10, ge=1)
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_slow_call_s: float = Field(default=1.0, gt=0)
+    breaker_open_s: float = Field(default=10, gt=0)
+    breaker_half_open_probes: int = Field(default=2, ge=1)
+
     @model_validator(mode="after")
     def _fits(self) -> Settings:
         if self.gateway_min_replicas > self.gateway_max_replicas:
@@ -144,6 +171,7 @@ class Settings(BaseSettings):
         """Connections every pool-holding process may take: replicas, shards, auth, a driver."""
         shards = self.inventory_shards + self.wallet_shards + self.order_shards
         processes = self.gateway_max_replicas + shards + 2
+        processes += 4  # events: the relay and three consumer groups
         return PoolBudget(
             self.db_pool_size, self.db_max_overflow, processes, self.db_reserved_connections
         )

@@ -16,6 +16,7 @@ from actors.router import ShardRouter
 from serve._admin_routes import admin_routes
 from serve._auth import PUBLIC, Authenticator, Require, declared_permission
 from serve._auth_routes import auth_routes
+from serve._event_routes import event_routes
 from serve._inventory_routes import inventory_routes
 from serve._middleware import GatewayMiddleware
 from serve._order_routes import order_routes, saga_routes
@@ -128,6 +129,7 @@ def create_app(deps: GatewayDeps) -> FastAPI:
     saga_routes(app, deps.uow, deps.orders)
     auth_routes(app, deps.auth_actor)
     admin_routes(app, deps.auth_actor)
+    event_routes(app, deps.uow)
     _refuse_undeclared(app)
     return app
 

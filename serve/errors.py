@@ -31,6 +31,7 @@ from actors.auth.errors import (
     TooManyAttemptsError,
     UnknownUserError,
 )
+from actors.events.errors import UnknownDeadLetterError
 from actors.inventory.errors import (
     InvalidProductError,
     InventoryError,
@@ -140,6 +141,7 @@ PROBLEMS: dict[type[BaseException], ProblemType] = {
     MfaStateError: ProblemType(409, "conflict", "Conflict"),
     SessionNotFoundError: ProblemType(404, "not-found", "Not found"),
     UnknownUserError: ProblemType(404, "not-found", "Not found"),
+    UnknownDeadLetterError: ProblemType(404, "not-found", "Not found"),
     TooManyAttemptsError: ProblemType(429, "too-many-attempts", "Too many failed logins"),
     AuthError: ProblemType(500, "internal", "Internal error"),
     StorageError: ProblemType(500, "internal", "Internal error"),

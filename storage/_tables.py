@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -229,6 +230,7 @@ outbox = Table(
     Column("payload", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("stream_id", String(64), nullable=True),
 )
 
 # The events each consumer group has handled, written with the handling's effect.
@@ -239,4 +241,47 @@ inbox = Table(
     Column("event_id", Uuid, primary_key=True),
     Column("handled_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_inbox_handled_at", "handled_at"),
+)
+
+# Read models the projector builds from events (CQRS read side); rebuilt from ``orders``.
+order_views = Table(
+    "order_views",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("rank", SmallInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_order_views_user", "user_id", "created_at", "id"),
+)
+
+product_sales = Table(
+    "product_sales",
+    metadata,
+    Column("sku", String(64), primary_key=True),
+    Column("units", BigInteger, nullable=False, server_default="0"),
+    Column("revenue", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Events a consumer group gave up on; the truth operators list and replay.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("consumer", String(64), nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("aggregate_id", String(128), nullable=False),
+    Column("trace_id", String(128), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("event_created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("error", Text, nullable=False),
+    Column("deliveries", Integer, nullable=False),
+    Column("dead_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("replayed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_dead_letters_dead_at", "dead_at", "id"),
 )

@@ -11,13 +11,16 @@ from uuid import UUID
 
 from storage.records import (
     AuditRecord,
+    DeadLetterRecord,
     EventRecord,
     LedgerEntryRecord,
     MfaState,
     OperationRecord,
     OrderRecord,
+    OrderViewRecord,
     Page,
     ProductRecord,
+    ProductSalesRecord,
     SagaLogRecord,
     SagaRecord,
     SessionRecord,
@@ -377,6 +380,47 @@ class Outbox(Protocol):
         ...
 
 
+class OrderViewRepository(Protocol):
+    """The read models the projector builds from events: order history and sales per SKU."""
+
+    async def of_user(
+        self, user_id: UUID, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[OrderViewRecord]:
+        """Return up to ``limit`` of the user's orders, newest first, continuing after ``after``.
+
+        Ordered by ``(created_at, id)`` descending; ``after`` is the last page's final
+        ``(created_at, id)``, so orders of the same instant are neither skipped nor repeated.
+        """
+        ...
+
+    async def sales(self, skus: Sequence[str] | None = None) -> list[ProductSalesRecord]:
+        """Return units sold and revenue per SKU (of ``skus``, or every SKU), ordered by SKU."""
+        ...
+
+
+class DeadLetterRepository(Protocol):
+    """Events consumer groups gave up on; operators list and replay them."""
+
+    async def list_page(
+        self, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[DeadLetterRecord]:
+        """Return up to ``limit`` dead letters, newest first, continuing after ``after``.
+
+        Ordered by ``(dead_at, id)`` descending.
+        """
+        ...
+
+    async def replay(self, dead_letter_id: UUID, at: datetime) -> DeadLetterRecord | None:
+        """Hand the event to its group again: it is published anew and handled once more.
+
+        Replaying a dead letter that was replayed already changes nothing.
+
+        Returns:
+            The dead letter as it is now, or ``None`` when no such id exists.
+        """
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: changes made through its repositories commit together or not at all."""
 
@@ -418,6 +462,16 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> Outbox:
         """The event outbox of this transaction."""
+        ...
+
+    @property
+    def order_views(self) -> OrderViewRepository:
+        """The order and sales read models, as of this transaction."""
+        ...
+
+    @property
+    def dead_letters(self) -> DeadLetterRepository:
+        """The dead-lettered events of this transaction."""
         ...
 
     @property

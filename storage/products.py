@@ -19,9 +19,11 @@ from storage.auth import (
     SqlUserRepository,
 )
 from storage.errors import StaleWriteError
+from storage.inbox import SqlDeadLetterRepository
 from storage.orders import SqlOrderRepository, SqlSagaRepository
 from storage.outbox import SqlOutbox
 from storage.payments import SqlLedgerRepository, SqlOperationLog, SqlWalletRepository
+from storage.read_models import SqlOrderViewRepository
 from storage.records import Page, ProductRecord
 
 _COLUMNS = (
@@ -154,6 +156,8 @@ class SqlUnitOfWork:
     orders: SqlOrderRepository
     sagas: SqlSagaRepository
     outbox: SqlOutbox
+    order_views: SqlOrderViewRepository
+    dead_letters: SqlDeadLetterRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -175,6 +179,8 @@ class SqlUnitOfWork:
         self.orders = SqlOrderRepository(self._conn)
         self.sagas = SqlSagaRepository(self._conn)
         self.outbox = SqlOutbox(self._conn)
+        self.order_views = SqlOrderViewRepository(self._conn)
+        self.dead_letters = SqlDeadLetterRepository(self._conn)
         return self
 
     async def __aexit__(

@@ -337,3 +337,68 @@ class EventRecord:
     payload: str
     created_at: datetime
     seq: int = 0
+
+
+# Order statuses in the order they can follow each other ("newer status wins").
+STATUS_RANK = {"PENDING": 0, "CONFIRMED": 1, "FAILED": 1, "CANCELLING": 2, "CANCELLED": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderViewRecord:
+    """One order as the read model lists it (built from events; may trail the truth).
+
+    Attributes:
+        id: the order's id.
+        user_id: the customer who placed it.
+        status: the newest status the projector has seen.
+        total: what the order costs, in minor units of ``currency``.
+        currency: the deployment's currency.
+        created_at: when the order was accepted.
+        updated_at: its last change the projector has seen.
+    """
+
+    id: UUID
+    user_id: UUID
+    status: str
+    total: int
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProductSalesRecord:
+    """Units sold and revenue of one SKU: confirmed orders minus cancelled ones.
+
+    Attributes:
+        sku: the product.
+        units: units sold.
+        revenue: what they brought in, in minor units of the deployment's currency.
+    """
+
+    sku: str
+    units: int
+    revenue: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """An event a consumer group gave up on after too many failed deliveries.
+
+    Attributes:
+        id: the dead letter's id (operators replay it by this id).
+        consumer: the consumer group that failed (``projector``, ``notifier``...).
+        event: the event itself.
+        error: the last failure, for operators.
+        deliveries: how often it was delivered to the group.
+        dead_at: when the group gave up.
+        replayed_at: when an operator replayed it, or ``None``.
+    """
+
+    id: UUID
+    consumer: str
+    event: EventRecord
+    error: str
+    deliveries: int
+    dead_at: datetime
+    replayed_at: datetime | None

@@ -16,7 +16,14 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -74,6 +81,44 @@ SAGA_STEP_SECONDS = Histogram(
     "Time from a step's start to its success or failure, retries included.",
     ["saga", "step"],
     buckets=_LATENCY_BUCKETS,
+)
+
+
+# events: gauges keep the most recent value any live process set
+OUTBOX_BACKLOG = Gauge(
+    "shoal_outbox_backlog_events",
+    "Events committed to the outbox and not yet published.",
+    multiprocess_mode="livemostrecent",
+)
+EVENTS_PUBLISHED = Counter("shoal_events_published_total", "Events the relay published.")
+EVENTS_REPUBLISHED = Counter(
+    "shoal_events_republished_total", "Events published again because Redis lost them."
+)
+STREAM_LAG = Gauge(
+    "shoal_stream_lag_events",
+    "Events a consumer group has not acknowledged yet (undelivered plus pending).",
+    ["group"],
+    multiprocess_mode="livemostrecent",
+)
+EVENTS_HANDLED = Counter(
+    "shoal_events_handled_total",
+    "Events a consumer group handled, by outcome (handled, skipped, duplicate, failed, dead).",
+    ["group", "type", "outcome"],
+)
+DEAD_LETTERS = Counter("shoal_dead_letters_total", "Events given up on.", ["group"])
+BREAKER_STATE = Gauge(
+    "shoal_breaker_state",
+    "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+    ["breaker"],
+    multiprocess_mode="livemostrecent",
+)
+BREAKER_CALLS = Counter(
+    "shoal_breaker_calls_total",
+    "Calls through a circuit breaker by outcome (success, failure, slow, rejected).",
+    ["breaker", "outcome"],
+)
+NOTIFICATIONS = Counter(
+    "shoal_notifications_total", "Notifier calls to the provider by outcome.", ["outcome"]
 )
 
 

@@ -14,13 +14,16 @@ from storage.errors import ConflictError, StaleWriteError, StorageError, Storage
 from storage.ports import ThrottleCount
 from storage.records import (
     AuditRecord,
+    DeadLetterRecord,
     EventRecord,
     LedgerEntryRecord,
     MfaState,
     OperationRecord,
     OrderRecord,
+    OrderViewRecord,
     Page,
     ProductRecord,
+    ProductSalesRecord,
     SagaLogRecord,
     SagaRecord,
     SessionRecord,
@@ -502,6 +505,51 @@ class FakeOutbox:
                 self._rows[event.id] = dataclasses.replace(event, seq=len(self._rows) + 1)
 
 
+class FakeOrderViewRepository:
+    def __init__(
+        self, views: dict[UUID, OrderViewRecord], sales: dict[str, ProductSalesRecord]
+    ) -> None:
+        self._views = views
+        self._sales = sales
+
+    async def of_user(
+        self, user_id: UUID, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[OrderViewRecord]:
+        mine = [v for v in self._views.values() if v.user_id == user_id]
+        mine.sort(key=lambda v: (v.created_at, v.id), reverse=True)
+        if after is not None:
+            mine = [v for v in mine if (v.created_at, v.id) < after]
+        return mine[:limit]
+
+    async def sales(self, skus: Sequence[str] | None = None) -> list[ProductSalesRecord]:
+        wanted = (
+            self._sales if skus is None else {s: self._sales[s] for s in skus if s in self._sales}
+        )
+        return [wanted[s] for s in sorted(wanted)]
+
+
+class FakeDeadLetterRepository:
+    def __init__(self, rows: dict[UUID, DeadLetterRecord], outbox: dict[UUID, EventRecord]) -> None:
+        self._rows = rows
+        self._outbox = outbox
+
+    async def list_page(
+        self, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[DeadLetterRecord]:
+        rows = sorted(self._rows.values(), key=lambda d: (d.dead_at, d.id), reverse=True)
+        if after is not None:
+            rows = [d for d in rows if (d.dead_at, d.id) < after]
+        return rows[:limit]
+
+    async def replay(self, dead_letter_id: UUID, at: datetime) -> DeadLetterRecord | None:
+        letter = self._rows.get(dead_letter_id)
+        if letter is None or letter.replayed_at is not None:
+            return letter
+        letter = self._rows[dead_letter_id] = dataclasses.replace(letter, replayed_at=at)
+        self._outbox[letter.event.id] = letter.event
+        return letter
+
+
 _MISSING = object()
 
 
@@ -526,6 +574,9 @@ class FakeTables:
     sagas: dict[UUID, SagaRecord] = dataclasses.field(default_factory=dict)
     saga_log: dict[int, SagaLogRecord] = dataclasses.field(default_factory=dict)
     outbox: dict[UUID, EventRecord] = dataclasses.field(default_factory=dict)
+    order_views: dict[UUID, OrderViewRecord] = dataclasses.field(default_factory=dict)
+    product_sales: dict[str, ProductSalesRecord] = dataclasses.field(default_factory=dict)
+    dead_letters: dict[UUID, DeadLetterRecord] = dataclasses.field(default_factory=dict)
     # Like a database sequence: shared by every copy, and not rolled back.
     ledger_seq: Iterator[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
     log_seq: Iterator[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
@@ -585,6 +636,8 @@ class FakeUnitOfWork:
         self.orders = FakeOrderRepository(staged.orders)
         self.sagas = FakeSagaRepository(staged.sagas, staged.saga_log, staged.log_seq)
         self.outbox = FakeOutbox(staged.outbox)
+        self.order_views = FakeOrderViewRepository(staged.order_views, staged.product_sales)
+        self.dead_letters = FakeDeadLetterRepository(staged.dead_letters, staged.outbox)
         return self
 
     async def __aexit__(
@@ -618,6 +671,9 @@ class FakeUnitOfWorkFactory:
         self.sagas = self.tables.sagas
         self.saga_log = self.tables.saga_log
         self.outbox = self.tables.outbox
+        self.order_views = self.tables.order_views
+        self.product_sales = self.tables.product_sales
+        self.dead_letters = self.tables.dead_letters
 
     def __call__(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self.tables)

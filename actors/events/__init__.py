@@ -1,0 +1,1 @@
+"""The event side: the outbox relay and the consumer groups (projector, cache, notifier)."""
