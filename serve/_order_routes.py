@@ -31,6 +31,8 @@ from serve.schemas import (
     OrderAccepted,
     OrderIn,
     OrderOut,
+    OrderPage,
+    OrderSummaryOut,
     SagaOut,
     SagaPage,
     decode_audit_cursor,
@@ -89,6 +91,27 @@ def order_routes(app: FastAPI, uow: UnitOfWorkFactory, orchestrators: ShardRoute
         return await write(
             orchestrators, str(command.order_id), command, dict, status_code=202, headers=location
         )
+
+    @app.get("/orders", tags=["orders"])
+    async def my_orders(caller: OwnReader, limit: Limit = 20, cursor: Cursor = None) -> OrderPage:
+        after = decode_audit_cursor(cursor)
+        async with uow() as tx:
+            found = await tx.order_views.of_user(caller.user_id, after, limit + 1)
+        page = found[:limit]
+        more = len(found) > limit
+        next_cursor = encode_audit_cursor(page[-1].created_at, page[-1].id) if more else None
+        items = [
+            OrderSummaryOut(
+                id=v.id,
+                status=v.status,
+                total=v.total,
+                currency=v.currency,
+                created_at=v.created_at,
+                updated_at=v.updated_at,
+            )
+            for v in page
+        ]
+        return OrderPage(items=items, next_cursor=next_cursor)
 
     @app.get("/orders/{order_id}", tags=["orders"])
     async def get_order(caller: OwnReader, order_id: IdPath, wait: Wait = 0) -> OrderOut:

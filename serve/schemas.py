@@ -550,3 +550,21 @@ class SagaPage(BaseModel):
 
     items: list[SagaOut]
     next_cursor: str | None
+
+
+class OrderSummaryOut(BaseModel):
+    """One order in ``GET /orders`` (the read model: may trail writes by a moment)."""
+
+    id: UUID
+    status: str
+    total: int
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    """``GET /orders``: the caller's orders, newest first."""
+
+    items: list[OrderSummaryOut]
+    next_cursor: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -235,3 +236,21 @@ def test_operators_see_sagas_with_their_log_and_cannot_retry_a_finished_one(
     retry = operator.post(f"/admin/sagas/{order_id}/retry")
     assert retry.status_code == 409 and retry.json()["type"].endswith("saga-state")
     assert operator.get(f"/admin/sagas/{uuid.uuid4()}").status_code == 404
+
+
+def test_my_orders_list_follows_the_truth_newest_first(shop: Shop) -> None:
+    buyer, other, tea = shop.customer(1000), shop.customer(1000), shop.product(50, 10)
+    placed = [place(buyer, [{"sku": tea, "quantity": n}]).json()["id"] for n in (1, 2, 3)]
+    place(other, [{"sku": tea, "quantity": 1}])
+    truth = {i: settle(buyer, i)["status"] for i in placed}
+
+    def listed() -> list[tuple[str, str]]:
+        first = buyer.get("/orders", params={"limit": 2}).json()
+        rest = buyer.get("/orders", params={"cursor": first["next_cursor"]}).json()
+        return [(o["id"], o["status"]) for o in first["items"] + rest["items"]]
+
+    deadline = time.monotonic() + 10  # the read model trails the writes by a moment
+    while listed() != [(i, truth[i]) for i in reversed(placed)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert listed() == [(i, truth[i]) for i in reversed(placed)]
+    assert buyer.get("/orders", params={"cursor": "nonsense"}).status_code == 422

@@ -16,9 +16,9 @@ OLD = "now() - interval '10 days'"
 
 
 async def test_janitor_trims_what_it_should_and_keeps_what_it_must(
-    connections: Connections,
+    isolated: Connections,
 ) -> None:
-    await reset_bus(connections)
+    await reset_bus(isolated)
     user, order = uuid.uuid4(), uuid.uuid4()
     done, pending = uuid.uuid4(), uuid.uuid4()
     finished, running = uuid.uuid4(), uuid.uuid4()
@@ -46,12 +46,12 @@ async def test_janitor_trims_what_it_should_and_keeps_what_it_must(
         f"INSERT INTO operations (key, fingerprint, outcome, created_at) VALUES ('{old_key}', 'f', 'o', {OLD})",
         f"INSERT INTO operations (key, fingerprint, outcome) VALUES ('{new_key}', 'f', 'o')",
     ]  # fmt: skip
-    async with connections.engine.begin() as c:
+    async with isolated.engine.begin() as c:
         for statement in statements:
             await c.execute(text(statement))
     janitor = RetentionJanitor(
-        connections.engine,
-        EventStreams(connections.redis, PARTITIONS),
+        isolated.engine,
+        EventStreams(isolated.redis, PARTITIONS),
         ["ja", "jb"],
         Retention(retention_s=86400, idempotency_retention_s=86400, batch=1),
     )
@@ -59,7 +59,7 @@ async def test_janitor_trims_what_it_should_and_keeps_what_it_must(
     assert removed["outbox"] == 1 and removed["sagas"] == 1
 
     async def count(sql: str) -> int:
-        return await scalar(connections, sql)
+        return await scalar(isolated, sql)
 
     assert await count(f"SELECT count(*) FROM outbox WHERE id = '{pending}'") == 1
     assert await count(f"SELECT count(*) FROM outbox WHERE id = '{done}'") == 0

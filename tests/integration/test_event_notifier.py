@@ -44,11 +44,11 @@ def breaker(conn: Connections, name: str, policy: BreakerPolicy = POLICY) -> Red
 
 
 async def test_failures_open_the_shared_breaker_and_a_probe_closes_it(
-    connections: Connections, sim: ProviderSim
+    isolated: Connections, sim: ProviderSim
 ) -> None:
-    await reset_bus(connections)
+    await reset_bus(isolated)
     name = f"b-{uuid.uuid4().hex[:6]}"
-    one, other = breaker(connections, name), breaker(connections, name)
+    one, other = breaker(isolated, name), breaker(isolated, name)
     policy = NotifierPolicy(sim.url, timeout_s=0.5, attempts=3, backoff_s=0.01)
     sim.set_mode("fail")
     async with httpx.AsyncClient() as http:
@@ -77,11 +77,11 @@ async def test_failures_open_the_shared_breaker_and_a_probe_closes_it(
 
 
 async def test_stalls_and_slow_answers_count_as_failures(
-    connections: Connections, sim: ProviderSim
+    isolated: Connections, sim: ProviderSim
 ) -> None:
     name = f"b-{uuid.uuid4().hex[:6]}"
     slow = BreakerPolicy(window_s=30, min_calls=2, failure_rate=1.0, slow_call_s=0.1, open_s=5)
-    shared = breaker(connections, name, slow)
+    shared = breaker(isolated, name, slow)
     policy = NotifierPolicy(sim.url, timeout_s=0.3, attempts=1, backoff_s=0.01)
 
     notes = notifications([order_event("OrderConfirmed", uuid.uuid4(), "CONFIRMED")] * 1)
@@ -97,25 +97,25 @@ async def test_stalls_and_slow_answers_count_as_failures(
 
 
 async def test_each_confirmed_order_is_notified_once_through_an_outage(
-    connections: Connections, sim: ProviderSim
+    isolated: Connections, sim: ProviderSim
 ) -> None:
-    await reset_bus(connections)
-    bus = EventStreams(connections.redis, PARTITIONS)
+    await reset_bus(isolated)
+    bus = EventStreams(isolated.redis, PARTITIONS)
     events = [
         order_event(kind, o, status)
         for o in (uuid.uuid4() for _ in range(6))
         for kind, status in (("OrderPlaced", "PENDING"), ("OrderConfirmed", "CONFIRMED"))
     ]
-    shared = breaker(connections, f"b-{uuid.uuid4().hex[:6]}")
+    shared = breaker(isolated, f"b-{uuid.uuid4().hex[:6]}")
     async with httpx.AsyncClient() as http:
         policy = NotifierPolicy(sim.url, timeout_s=0.5, attempts=2, backoff_s=0.01)
         handler = NotifierHandler(HttpNotificationProvider(http, shared, policy), shared)
         handler.group = "gn"
         await bus.ensure_groups(["gn"])
-        relay = OutboxRelay(connections.engine, bus, ["gn"])
-        worker = make_worker(connections, handler, max_deliveries=50)
+        relay = OutboxRelay(isolated.engine, bus, ["gn"])
+        worker = make_worker(isolated, handler, max_deliveries=50)
         sim.set_mode("fail")
-        await append(connections, events)
+        await append(isolated, events)
         await drain(relay)
         for _ in range(5):
             await worker.step()

@@ -22,9 +22,9 @@ from tests.integration.events_helpers import (
 
 
 @pytest.fixture
-async def bus(connections: Connections) -> EventStreams:
-    await reset_bus(connections)
-    return EventStreams(connections.redis, PARTITIONS)
+async def bus(isolated: Connections) -> EventStreams:
+    await reset_bus(isolated)
+    return EventStreams(isolated.redis, PARTITIONS)
 
 
 async def stream_events(bus: EventStreams, aggregate: str) -> list[uuid.UUID]:
@@ -33,9 +33,9 @@ async def stream_events(bus: EventStreams, aggregate: str) -> list[uuid.UUID]:
     return [e.id for e in events if e is not None and e.aggregate_id == aggregate]
 
 
-async def test_partition_hash_is_the_same_in_sql_and_python(connections: Connections) -> None:
+async def test_partition_hash_is_the_same_in_sql_and_python(isolated: Connections) -> None:
     ids = [str(uuid.uuid4()) for _ in range(50)]
-    async with connections.engine.connect() as c:
+    async with isolated.engine.connect() as c:
         rows = await c.execute(
             text(f"SELECT {PARTITION_SQL} FROM unnest(CAST(:ids AS text[])) AS t(aggregate_id)"),
             {"ids": ids, "partitions": 7},
@@ -45,7 +45,7 @@ async def test_partition_hash_is_the_same_in_sql_and_python(connections: Connect
 
 
 async def test_relay_publishes_each_aggregates_events_in_order_and_marks_them(
-    connections: Connections, bus: EventStreams
+    isolated: Connections, bus: EventStreams
 ) -> None:
     a, b = uuid.uuid4(), uuid.uuid4()
     events = [
@@ -55,25 +55,25 @@ async def test_relay_publishes_each_aggregates_events_in_order_and_marks_them(
         )
         for order in (a, b)
     ]
-    await append(connections, events)
-    relay = OutboxRelay(connections.engine, bus, ["projector"], batch=3)
+    await append(isolated, events)
+    relay = OutboxRelay(isolated.engine, bus, ["projector"], batch=3)
     assert await drain(relay) == 4
     for order in (a, b):
         assert await stream_events(bus, str(order)) == [
             e.id for e in events if e.aggregate_id == str(order)
         ]
     unmarked = "SELECT count(*) FROM outbox WHERE published_at IS NULL OR stream_id IS NULL"
-    assert await scalar(connections, unmarked) == 0
+    assert await scalar(isolated, unmarked) == 0
     assert await relay.backlog() == 0
 
 
 async def test_two_relays_publish_every_event_exactly_once(
-    connections: Connections, bus: EventStreams
+    isolated: Connections, bus: EventStreams
 ) -> None:
     orders = [uuid.uuid4() for _ in range(40)]
     events = [order_event("OrderPlaced", o, "PENDING", minute=m) for o in orders for m in range(5)]
-    await append(connections, events)
-    relays = [OutboxRelay(connections.engine, bus, ["projector"], batch=7) for _ in range(2)]
+    await append(isolated, events)
+    relays = [OutboxRelay(isolated.engine, bus, ["projector"], batch=7) for _ in range(2)]
     await asyncio.gather(*(drain(r) for r in relays), *(drain(r) for r in relays))
     await drain(relays[0])
     published: list[uuid.UUID] = []
@@ -85,16 +85,16 @@ async def test_two_relays_publish_every_event_exactly_once(
 
 
 async def test_sweep_republishes_only_what_redis_lost(
-    connections: Connections, bus: EventStreams
+    isolated: Connections, bus: EventStreams
 ) -> None:
     order = uuid.uuid4()
     events = [order_event("OrderPlaced", order, "PENDING")]
-    await append(connections, events)
-    relay = OutboxRelay(connections.engine, bus, ["projector"])
+    await append(isolated, events)
+    relay = OutboxRelay(isolated.engine, bus, ["projector"])
     await drain(relay)
     kept = await relay.sweep(0, grace_s=0)
     assert (kept.checked, kept.republished) == (1, 0)  # unrecorded, but still in its stream
-    await connections.redis.flushall()
+    await isolated.redis.flushdb()  # this test's Redis database only
     lost = await relay.sweep(0, grace_s=0)
     assert lost.republished == 1
     assert await drain(relay) == 1

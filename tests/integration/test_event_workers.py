@@ -45,9 +45,9 @@ class Projector(ProjectorHandler):
 
 
 @pytest.fixture
-async def bus(connections: Connections) -> EventStreams:
-    await reset_bus(connections)
-    return EventStreams(connections.redis, PARTITIONS)
+async def bus(isolated: Connections) -> EventStreams:
+    await reset_bus(isolated)
+    return EventStreams(isolated.redis, PARTITIONS)
 
 
 def confirmed_orders(count: int, sku: str) -> list[EventRecord]:
@@ -78,26 +78,26 @@ async def work_until(workers: Sequence[EventWorker], done: object, rounds: int =
 
 
 async def test_redelivered_and_claimed_events_have_one_effect(
-    connections: Connections, bus: EventStreams
+    isolated: Connections, bus: EventStreams
 ) -> None:
     sku = f"SKU-{uuid.uuid4().hex[:8]}"
     events = confirmed_orders(10, sku)
-    await append(connections, events)
-    relay = OutboxRelay(connections.engine, bus, ["g1"])
+    await append(isolated, events)
+    relay = OutboxRelay(isolated.engine, bus, ["g1"])
     await drain(relay)
     handler = Projector("g1")
     await bus.ensure_groups(["g1"])
-    dead = make_worker(connections, handler, "dead")
+    dead = make_worker(isolated, handler, "dead")
     taken = await bus.read("g1", "dead", 7, 20)  # read, then "killed" before acking
     assert taken
-    live = make_worker(connections, handler, "live")
+    live = make_worker(isolated, handler, "live")
     await asyncio.sleep(0.15)  # past claim_idle_ms: the live consumer takes them over
     claimed = await bus.claim("g1", "live", 100, 100)
     assert {d.message_id for d in claimed} == {d.message_id for d in taken}
     assert all(d.deliveries == 2 for d in claimed)
     await live.process(claimed)
     await dead.process(taken)  # the "dead" one comes back and handles them again: no effect
-    async with connections.engine.begin() as c:  # and the relay publishes everything again
+    async with isolated.engine.begin() as c:  # and the relay publishes everything again
         await c.execute(text("UPDATE outbox SET published_at = NULL"))
     await drain(relay)
 
@@ -105,50 +105,50 @@ async def test_redelivered_and_claimed_events_have_one_effect(
         return sum(v for v in (await bus.lag(["g1"])).values()) == 0
 
     await work_until([live], done)
-    assert await sales(connections, sku) == (20, 1000)
+    assert await sales(isolated, sku) == (20, 1000)
     recorded = "SELECT count(*) FROM inbox WHERE consumer = 'g1'"
-    assert await scalar(connections, recorded) == len(events)
+    assert await scalar(isolated, recorded) == len(events)
 
 
 async def test_flushall_midway_still_reaches_every_group_exactly_once(
-    connections: Connections, bus: EventStreams
+    isolated: Connections, bus: EventStreams
 ) -> None:
     sku = f"SKU-{uuid.uuid4().hex[:8]}"
     first, second = confirmed_orders(5, sku), confirmed_orders(5, sku)
     groups = ["ga", "gb"]
-    relay = OutboxRelay(connections.engine, bus, groups)
+    relay = OutboxRelay(isolated.engine, bus, groups)
     await bus.ensure_groups(groups)
-    workers = [make_worker(connections, Projector(g)) for g in groups]
-    await append(connections, first)
+    workers = [make_worker(isolated, Projector(g)) for g in groups]
+    await append(isolated, first)
     await drain(relay)
     await workers[0].step()  # ga handles some, gb none
-    await connections.redis.flushall()
-    await append(connections, second)
+    await isolated.redis.flushdb()  # this test's Redis database only
+    await append(isolated, second)
     await drain(relay)
 
     async def done() -> bool:
         await relay.sweep(0, grace_s=0)
         await drain(relay)
         unrecorded = "SELECT count(*) FROM inbox WHERE consumer = ANY(:g)"
-        return await scalar(connections, unrecorded, g=groups) == 2 * len(first + second)
+        return await scalar(isolated, unrecorded, g=groups) == 2 * len(first + second)
 
     await work_until(workers, done)
     # Both groups project into the same tables: each counted every confirmation once.
-    assert await sales(connections, sku) == (2 * 20, 2 * 1000)
+    assert await sales(isolated, sku) == (2 * 20, 2 * 1000)
 
 
 async def test_a_poison_event_becomes_a_dead_letter_and_replay_hands_it_back(
-    connections: Connections, bus: EventStreams
+    isolated: Connections, bus: EventStreams
 ) -> None:
     order = uuid.uuid4()
     bad = order_event("OrderPlaced", order, "PENDING")
-    await append(connections, [bad, poison(uuid.uuid4())])
-    relay = OutboxRelay(connections.engine, bus, ["gp"])
+    await append(isolated, [bad, poison(uuid.uuid4())])
+    relay = OutboxRelay(isolated.engine, bus, ["gp"])
     await bus.ensure_groups(["gp"])
     await drain(relay)
     handler = Projector("gp", failing={bad.id})
-    worker = make_worker(connections, handler, max_deliveries=2)
-    factory = SqlUnitOfWorkFactory(connections.engine)
+    worker = make_worker(isolated, handler, max_deliveries=2)
+    factory = SqlUnitOfWorkFactory(isolated.engine)
 
     async def buried() -> bool:
         await asyncio.sleep(0.05)
@@ -177,7 +177,7 @@ async def test_a_poison_event_becomes_a_dead_letter_and_replay_hands_it_back(
 
 
 async def test_newer_status_wins_and_rebuild_matches_the_events(
-    connections: Connections, bus: EventStreams
+    isolated: Connections, bus: EventStreams
 ) -> None:
     user, order = uuid.uuid4(), uuid.uuid4()
     events = [
@@ -189,12 +189,12 @@ async def test_newer_status_wins_and_rebuild_matches_the_events(
     ]  # fmt: skip
     handler = Projector("gv")
     for event in reversed(events):  # out of order, one batch each
-        async with connections.engine.begin() as c:
+        async with isolated.engine.begin() as c:
             await handler.handle(c, [event])
-    factory = SqlUnitOfWorkFactory(connections.engine)
+    factory = SqlUnitOfWorkFactory(isolated.engine)
     async with factory() as uow:
         (view,) = await uow.order_views.of_user(user, None, 10)
     assert view.status == "CANCELLED"
-    await rebuild(connections.engine)  # no order in `orders`: the views are recomputed empty
+    await rebuild(isolated.engine)  # no order in `orders`: the views are recomputed empty
     async with factory() as uow:
         assert await uow.order_views.of_user(user, None, 10) == []
