@@ -16,6 +16,7 @@ import pytest
 
 from cluster.localstack import LOOPBACK_ONLY, LocalStack
 from cluster.settings import Settings
+from tests.provider_sim import ProviderSim
 
 # Ray reads this when imported; the test modules import it (directly or not) after this.
 os.environ.update(LOOPBACK_ONLY)
@@ -44,10 +45,22 @@ def _is_free(port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
+def provider() -> Iterator[ProviderSim]:
+    """The external notification provider, simulated: it can be told to fail or stall."""
+    sim = ProviderSim().start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(provider: ProviderSim) -> Settings:
     home = Path(tempfile.mkdtemp(prefix="shoal-test-"))
     return Settings(
         home=home,
+        notify_url=provider.url,
+        breaker_open_s=2,  # a recovered provider is tried again soon
         http_port=_free_port(),
         pg_port=_free_port(),
         redis_port=_free_port(),

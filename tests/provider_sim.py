@@ -94,13 +94,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(201 if first else 200, record)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A caller that gave up on a stalled answer is expected here, not an error."""
+
+
 class ProviderSim:
     """The simulator on a thread; ``url`` is its base URL."""
 
     def __init__(self, port: int = 0) -> None:
         self.state = _State()
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._server = _Server(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
