@@ -177,7 +177,9 @@ class Faults:
 
     def _kill_one(self, what: str, match: Callable[[Any], bool]) -> None:
         """SIGKILL one live process the filter picks (seeded); Ray or Serve replaces it."""
-        pids = sorted(_actor_pids(match))
+        deadline = time.monotonic() + 30  # the last one killed may still be coming back
+        while not (pids := sorted(_actor_pids(match))) and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert pids, f"{what}: no such process alive"
         pid = random.Random(SEED + len(self.done)).choice(pids)
         os.kill(pid, signal.SIGKILL)
