@@ -6,16 +6,27 @@ import json
 import shutil
 import statistics
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from benchmarks.loadgen import WrkResult
+from benchmarks.order_report import (
+    ORDER_HEADER,
+    ORDER_NOTE,
+    OrderSummary,
+    mark_goals,
+    order_goals,
+    order_lines,
+    order_panel_data,
+    orders_json,
+)
 
 BARE = "bare"
 PUBLIC = "public"
@@ -140,13 +151,15 @@ class TargetSummary:
 class ModeOutcome:
     """What one ingress mode gave: a summary per target, or the reason it has none.
 
-    ``checks`` holds what the run verified besides speed (writes applied vs answered).
+    ``checks`` holds what the run verified besides speed (writes applied vs answered,
+    orders exact); ``orders`` the orders section's targets.
     """
 
     mode: str
     targets: dict[str, TargetSummary] = field(default_factory=dict)
     error: str | None = None
     checks: dict[str, Any] = field(default_factory=dict)
+    orders: dict[str, OrderSummary] = field(default_factory=dict)
 
     def measured(self, comparison: Comparison) -> bool:
         """Whether both sides of ``comparison`` were measured."""
@@ -193,6 +206,7 @@ class ModeOutcome:
             "targets": {name: t.to_json() for name, t in self.targets.items()},
             "ratios": ratios,
             "ratio_product_to_bare": None if product is None else round(product, 4),
+            "orders": orders_json(self.orders) if self.orders else None,
             "checks": self.checks,
             "error": self.error,
         }
@@ -221,6 +235,8 @@ def _ratio_cells(outcome: ModeOutcome, target: str) -> tuple[str, str]:
 def table(outcomes: list[ModeOutcome]) -> str:
     """A plain-text table: per mode and target, req/s, p50/p95/p99, failures, ratio, goal."""
     lines = [_HEADER, "-" * len(_HEADER)]
+    if not any(o.targets or o.error for o in outcomes):
+        lines = []
     for outcome in outcomes:
         if outcome.error is not None:
             lines.append(f"{outcome.mode:<8} FAILED: {outcome.error.splitlines()[0][:120]}")
@@ -236,6 +252,18 @@ def table(outcomes: list[ModeOutcome]) -> str:
                 f"{statuses}".rstrip()
             )
         lines.extend(_goal_summary(outcome))
+    if any(o.orders for o in outcomes):
+        lines.extend([*([""] if lines else []), ORDER_NOTE, ORDER_HEADER, "-" * len(ORDER_HEADER)])
+        for outcome in outcomes:
+            lines.extend(order_lines(outcome.mode, outcome.orders))
+            goals = order_goals(outcome.orders)
+            if goals:
+                met = sum(g["met"] for g in goals.values())
+                lines.append(f"{outcome.mode:<8} order goals: {met}/{len(goals)} met")
+    for outcome in outcomes:
+        lines.extend(
+            f"{outcome.mode:<8} check {k}: {_fields(v)}" for k, v in outcome.checks.items()
+        )
     return "\n".join(lines)
 
 
@@ -252,10 +280,7 @@ def _goal_summary(outcome: ModeOutcome) -> list[str]:
     failed = sum(outcome.targets[t].failed for t in WRITE_TARGETS if t in outcome.targets)
     replayed = sum(outcome.targets[t].replayed for t in WRITE_TARGETS if t in outcome.targets)
     line += f"; write failures {failed}, replayed answers {replayed}"
-    return [
-        line,
-        *(f"{outcome.mode:<8} check {k}: {_fields(v)}" for k, v in outcome.checks.items()),
-    ]
+    return [line]
 
 
 def _fields(value: Any) -> str:
@@ -285,10 +310,21 @@ def write_json(results_dir: Path, started: datetime, doc: dict[str, Any]) -> Pat
     return path
 
 
+class Bar(Protocol):
+    """What one bar pair shows: a rate and a p99."""
+
+    @property
+    def rps(self) -> float: ...
+
+    @property
+    def p99_ms(self) -> float: ...
+
+
 def _bars(
     axes: tuple[Axes, Axes],
     groups: list[str],
-    series: dict[str, list[TargetSummary]],
+    series: Mapping[str, Sequence[Bar]],
+    unit: str = "requests/s",
 ) -> None:
     """Grouped bars of requests/s and p99: one group per x label, one bar per series."""
     ax_rps, ax_p99 = axes
@@ -301,7 +337,7 @@ def _bars(
         ax_rps.bar_label(ax_rps.bar(offsets, rps, width, label=label), fmt="%.0f", fontsize=7)
         ax_p99.bar_label(ax_p99.bar(offsets, p99, width, label=label), fmt="%.1f", fontsize=7)
     for ax, ylabel in (
-        (ax_rps, "requests/s (higher is better)"),
+        (ax_rps, f"{unit} (higher is better)"),
         (ax_p99, "p99 ms (lower is better)"),
     ):
         ax.set_xticks(xs, groups, fontsize=8 if len(groups) <= 4 else 7)
@@ -339,17 +375,36 @@ def _write_panel(axes: tuple[Axes, Axes], measured: list[ModeOutcome]) -> None:
     axes[0].set_title("writes (ratio shards / plain, and its goal)", fontsize="medium")
 
 
+def _order_panel(axes: tuple[Axes, Axes], measured: list[ModeOutcome]) -> None:
+    groups, series = order_panel_data([(o.mode, o.orders) for o in measured])
+    _bars(axes, groups, series, unit="completed orders/s")
+    mark_goals(axes)
+    axes[0].set_title(
+        "orders, submit to terminal (saga / plain; dotted: issue 5 targets)", fontsize="medium"
+    )
+
+
 def write_plot(results_dir: Path, outcomes: list[ModeOutcome], title: str) -> Path | None:
     """Bars of requests/s and p99 per target and mode in ``latest.png`` (None: nothing to plot).
 
-    One row of two panels per section measured (reads, writes).
+    One row of two panels per section measured (reads, writes, orders).
     """
     with_reads = [o for o in outcomes if all(t in o.targets for t in READ_TARGETS)]
     with_writes = [o for o in outcomes if any(o.measured(c) for c in WRITE_COMPARISONS)]
-    panels = [(p, m) for p, m in ((_read_panel, with_reads), (_write_panel, with_writes)) if m]
+    with_orders = [o for o in outcomes if order_panel_data([(o.mode, o.orders)])[0]]
+    panels = [
+        (p, m)
+        for p, m in (
+            (_read_panel, with_reads),
+            (_write_panel, with_writes),
+            (_order_panel, with_orders),
+        )
+        if m
+    ]
     if not panels:
         return None
-    widest = max(len(m) * (len(WRITE_COMPARISONS) if p is _write_panel else 1) for p, m in panels)
+    per_mode = {_read_panel: 1, _write_panel: len(WRITE_COMPARISONS), _order_panel: 2}
+    widest = max(len(m) * per_mode[p] for p, m in panels)
     fig = Figure(figsize=(max(13.0, 1.9 * widest), 4.6 * len(panels)))
     FigureCanvasAgg(fig)
     rows = fig.subplots(len(panels), 2, squeeze=False)

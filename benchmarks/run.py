@@ -17,13 +17,28 @@ with the roles of every route, and drives each target with wrk from its own proc
   each write target cost is reported: PostgreSQL sessions opened, commands per commit and
   per actor call. Every process keeps ``--db-pool`` connections open (no overflow), so
   that the plain baseline does not pay for opening connections.
+- ``orders``: PlaceOrder end to end, ``POST /orders`` then ``GET /orders/{id}?wait=`` until
+  CONFIRMED or FAILED (the saga), against the same three steps in one PostgreSQL
+  transaction (``POST /bench-plain/order``, the plain baseline), each with its own
+  customers (``--customers``, each funded and logged in) and a few SKUs with more stock
+  than a run can sell. :mod:`benchmarks.orderload` drives them from its own process: a
+  closed loop of ``--order-clients`` clients (completed orders/s, p50/p95/p99 submit to
+  terminal) and an open loop of ``--order-rate`` arrivals per second (latencies), with
+  failed orders and errors counted apart and the generator's own CPU time reported.
+  Goals (issue 5, for the saga): >= 300 completed orders/s closed-loop, p99 < 250 ms at
+  100/s. Afterwards each path's rows are checked against its CONFIRMED orders (see
+  :mod:`benchmarks.orders`).
+
+The per-user rate limit is raised out of reach in every section (see
+:func:`bench_settings`), so that it never answers 429 to the load.
 
 Each target gets a short warm-up, then ``--rounds`` measured runs, compared targets in
 alternating order. The stack is stopped after each mode; a table is printed and
 ``benchmarks/results/<UTC timestamp>.json``, ``latest.json`` and ``latest.png`` are written.
 Compare ratios, not absolute figures: wrk shares the machine with the server.
 
-    python -m benchmarks.run [--modes haproxy,proxy] [--sections read,write] [--duration 10]
+    python -m benchmarks.run [--modes haproxy,proxy] [--sections read,write,orders]
+                             [--duration 10] [--rounds 3] [--order-clients 32] [--order-rate 100]
 """
 
 from __future__ import annotations
@@ -46,6 +61,8 @@ import httpx
 import psutil
 
 from benchmarks.loadgen import Target, WrkOptions, WrkResult, run_wrk, wrk_version
+from benchmarks.order_report import SKUS_PER_PATH, OrderSummary
+from benchmarks.orderload import OrderLoadOptions
 from benchmarks.report import (
     BARE,
     GOALS,
@@ -71,13 +88,15 @@ if TYPE_CHECKING:
 HOME = Path("/tmp/shoal-bench")
 RESULTS_DIR = Path(__file__).with_name("results")
 MODES = ("haproxy", "proxy")
-SECTIONS = ("read", "write")
+SECTIONS = ("read", "write", "orders")
 SKU = "bench-cached-1"
 REPLICAS = 2
 # Each replica sees about connections / REPLICAS requests at once. With the settings' pool
 # (4 kept, 4 overflow) the plain baseline would open and close a PostgreSQL session for
 # every request past the fourth: a handicap of the configuration, not of plain UPDATEs.
 DB_POOL = 8
+# The orders section's runs must end before its customers' access tokens expire (15 min).
+ORDERS_MAX_S = 750
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,7 @@ class BenchOptions:
     warmup_s: int
     results_dir: Path
     db_pool: int | None = None
+    orders: OrderLoadOptions = field(default_factory=OrderLoadOptions)
 
 
 def log(message: str) -> None:
@@ -124,11 +144,17 @@ def parse_args(argv: list[str] | None) -> BenchOptions:
         help="PostgreSQL connections each process keeps open, no overflow; 0: the settings' "
         f"pool of 4 plus 4 overflow, opened and closed per checkout (default {DB_POOL})",
     )
+    _order_args(parser)
     args = parser.parse_args(argv)
     modes = _subset(parser, "--modes", args.modes, MODES)
     sections = _subset(parser, "--sections", args.sections, SECTIONS)
     if min(args.duration, args.connections, args.threads, args.rounds, args.warmup) < 1:
         parser.error("--duration, --connections, --threads, --rounds and --warmup must be >= 1")
+    if min(args.order_clients, args.order_rate, args.customers, args.order_wait) <= 0:
+        parser.error("--order-clients, --order-rate, --customers and --order-wait must be > 0")
+    if "orders" in sections and 2 * args.warmup + 4 * args.rounds * args.duration > ORDERS_MAX_S:
+        # The customers' access tokens are issued once, when the section starts.
+        parser.error(f"the orders section must end within {ORDERS_MAX_S}s: lower --duration")
     return BenchOptions(
         modes=modes,
         sections=sections,
@@ -137,6 +163,34 @@ def parse_args(argv: list[str] | None) -> BenchOptions:
         warmup_s=args.warmup,
         results_dir=args.results_dir,
         db_pool=args.db_pool or None,
+        orders=OrderLoadOptions(
+            args.order_clients, args.order_rate, args.customers, args.order_wait
+        ),
+    )
+
+
+def _order_args(parser: argparse.ArgumentParser) -> None:
+    defaults = OrderLoadOptions()
+    parser.add_argument(
+        "--order-clients",
+        type=int,
+        default=defaults.clients,
+        help="orders: concurrent clients of the closed loop",
+    )
+    parser.add_argument(
+        "--order-rate",
+        type=float,
+        default=defaults.rate,
+        help="orders: arrivals per second of the open loop",
+    )
+    parser.add_argument(
+        "--customers", type=int, default=defaults.customers, help="orders: customers per path"
+    )
+    parser.add_argument(
+        "--order-wait",
+        type=float,
+        default=defaults.wait_s,
+        help="orders: seconds of ?wait= on each GET /orders/{id}",
     )
 
 
@@ -214,7 +268,7 @@ def start_stack(settings: Settings, stack: LocalStack, sections: tuple[str, ...]
     bootstrap.deploy_gateway(settings, stack)
     if "read" in sections:
         deploy_bare(settings, stack)
-    if "write" in sections:
+    if "write" in sections or "orders" in sections:
         deploy_plain(settings, stack)
     bootstrap.wait_ready(settings)
     product = NewProduct(SKU, "Benchmark product", 1999, settings.currency, 1000)
@@ -341,14 +395,29 @@ def stop_stack(stack: LocalStack) -> None:
     stack.stop()
 
 
-def prepare(
-    settings: Settings, stack: LocalStack, sections: tuple[str, ...]
-) -> tuple[Plan, WriteKeys | None]:
-    """Start the stack and create what the sections drive: a user, products, wallets."""
+@dataclass(frozen=True, slots=True)
+class Fixture:
+    """What :func:`prepare` made.
+
+    Attributes:
+        plan: the wrk targets of the read and write sections.
+        keys: the write section's rows (None without it).
+        handles: the inventory shards.
+        email: the benchmark user (catalog manager and finance).
+    """
+
+    plan: Plan
+    keys: WriteKeys | None
+    handles: list[Any]
+    email: str
+
+
+def prepare(settings: Settings, stack: LocalStack, sections: tuple[str, ...]) -> Fixture:
+    """Start the stack and create what the read and write sections drive."""
     from benchmarks import writes  # noqa: PLC0415 - imports ray
 
     handles = start_stack(settings, stack, sections)
-    tag = f"{settings.ingress}-{time.strftime('%Y%m%d%H%M%S')}"
+    tag = _tag(settings)
     email, _ = writes.create_bench_user(settings, tag)
     headers = writes.login(settings, email)
     plan = Plan()
@@ -357,23 +426,27 @@ def prepare(
         wait_all_ok([t.url for t in reads.values()], headers)
         plan.add(reads, [READ_TARGETS])
     if "write" not in sections:
-        return plan, None
+        return Fixture(plan, None, handles, email)
     log(f"{settings.ingress}: creating {MANY} products and wallets per write path")
     keys = writes.create_keys(settings, handles, tag)
     plan.add(
         writes.write_targets(settings.base_url, keys, headers),
         [(c.target, c.baseline) for c in WRITE_COMPARISONS],
     )
-    return plan, keys
+    return Fixture(plan, keys, handles, email)
 
 
-def measure_mode(
-    settings: Settings, stack: LocalStack, options: BenchOptions, index: int
-) -> ModeOutcome:
-    """Measure the targets of the sections; check that the writes were applied once each."""
+def _tag(settings: Settings) -> str:
+    return f"{settings.ingress}-{time.strftime('%Y%m%d%H%M%S')}"
+
+
+def measure_requests(
+    stack: LocalStack, fixture: Fixture, options: BenchOptions, index: int
+) -> tuple[dict[str, TargetSummary], dict[str, Any]]:
+    """Measure the wrk targets; check that the writes were applied once each."""
     from benchmarks import writes  # noqa: PLC0415 - imports ray
 
-    plan, keys = prepare(settings, stack, options.sections)
+    plan, keys = fixture.plan, fixture.keys
     plan.totals = totals = writes.Totals(stack)
     try:
         before = writes.row_totals(stack, keys) if keys else {}
@@ -386,7 +459,36 @@ def measure_mode(
     in_flight = (1 + options.rounds) * len(SPREADS) * options.wrk.connections
     checks = writes.check_applied(before, after, measured.answered + Counter(probes), in_flight)
     checks |= writes.diagnose(measured.summaries, measured.growth)
-    return ModeOutcome(settings.ingress, measured.summaries, checks=checks)
+    return measured.summaries, checks
+
+
+def measure_orders(
+    settings: Settings, stack: LocalStack, fixture: Fixture, options: BenchOptions, index: int
+) -> tuple[dict[str, OrderSummary], dict[str, Any]]:
+    """Create the orders section's customers and products, drive both paths, check them."""
+    from benchmarks import orders  # noqa: PLC0415 - imports ray
+
+    load = options.orders
+    log(f"{settings.ingress}: creating {load.customers} funded customers per order path")
+    paths = orders.create_paths(
+        settings, fixture.handles, fixture.email, _tag(settings), load.customers
+    )
+    plan = orders.OrderPlan(load, options.wrk.duration_s, options.rounds, options.warmup_s)
+    return orders.measure_orders(settings, stack, paths, plan, index)
+
+
+def measure_mode(
+    settings: Settings, stack: LocalStack, options: BenchOptions, index: int
+) -> ModeOutcome:
+    """Measure the targets of the sections, with their checks."""
+    fixture = prepare(settings, stack, options.sections)
+    outcome = ModeOutcome(settings.ingress)
+    if fixture.plan.targets:
+        outcome.targets, outcome.checks = measure_requests(stack, fixture, options, index)
+    if "orders" in options.sections:
+        outcome.orders, checks = measure_orders(settings, stack, fixture, options, index)
+        outcome.checks |= checks
+    return outcome
 
 
 def run_mode(mode: str, options: BenchOptions, index: int) -> ModeOutcome:
@@ -451,6 +553,26 @@ def run_config(options: BenchOptions) -> dict[str, Any]:
         "db_pool_size": settings.db_pool_size,
         "db_max_overflow": settings.db_max_overflow,
         "sku": SKU,
+        "rate_limit_per_s": settings.rate_limit_per_s,
+        "rate_limit_burst": settings.rate_limit_burst,
+        "orders": orders_config(options.orders),
+    }
+
+
+def orders_config(load: OrderLoadOptions) -> dict[str, Any]:
+    """The orders section's knobs, as recorded in the JSON."""
+    return {
+        **asdict(load),
+        "order_shards": bench_settings(MODES[0]).order_shards,
+        "paths": "saga: POST /orders + GET /orders/{id}?wait= until terminal; "
+        "plain: POST /bench-plain/order, one transaction",
+        "orders": "1 or 2 lines of 1 or 2 units, SKUs at random",
+        "skus_per_path": SKUS_PER_PATH,
+        "summary": "sagas_per_s: orders seen CONFIRMED per second (closed loop: within the "
+        "run's window; open loop: all arrivals); "
+        "latency: submit to terminal status seen, of every terminal order; open loop from "
+        "the scheduled arrival",
+        "loadgen": "one Python process (asyncio, aiohttp, keep-alive), on the same 2 cores",
     }
 
 
