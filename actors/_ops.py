@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from storage.records import EventRecord
+
+_EVENT_IDS = uuid.UUID("0c4f3a52-8e7b-4d0e-9b1f-6a2d5c7e9f13")  # namespace of event ids
 MAX_AMOUNT = 10**12  # money in one request, in minor units (API.md)
 MAX_QUANTITY = 10**6  # units in one request (API.md)
 
@@ -210,6 +213,7 @@ class Draft:
         decided: outcomes decided so far in the batch, by operation key.
         fenced: keys of operations the batch undid before they arrived (see
             :class:`FencedRefusal`).
+        events: what the batch's changes publish, written in its transaction (the outbox).
     """
 
     base: dict[Any, Any]
@@ -219,6 +223,7 @@ class Draft:
     rows: list[Any] = field(default_factory=list)
     decided: dict[str, Outcome] = field(default_factory=dict)
     fenced: set[str] = field(default_factory=set)
+    events: list[EventRecord] = field(default_factory=list)
 
     def get(self, key: Any) -> Any:
         """The entity as the batch sees it so far, or ``None``."""
@@ -233,6 +238,15 @@ class Draft:
         entity = self.get(key)
         if entity is not None and key not in self.changed:
             self.changed[key] = entity
+
+    def emit(self, op: Operation, kind: str, aggregate_id: str, payload: Mapping[str, Any]) -> None:
+        """Publish event ``kind`` about ``aggregate_id`` with the batch.
+
+        Its id derives from the operation, so the same operation never makes two events.
+        """
+        event_id = uuid.uuid5(_EVENT_IDS, f"{op.key}:{kind}")
+        body = canonical_json(payload)
+        self.events.append(EventRecord(event_id, kind, aggregate_id, op.trace_id, body, self.now))
 
     def put(self, key: Any, entity: Any) -> None:
         """Change (or, when it did not exist, create) an entity."""

@@ -8,7 +8,8 @@ commit loop of a shard on top of it.
 
 A batch is one transaction: the commands are decided against the shard's in-memory rows,
 their outcomes recorded under their idempotency keys, the changed rows stored with a
-compare-and-set on their version, and everything committed at once. Rows change in memory
+compare-and-set on their version, the events the changes publish written to the outbox,
+and everything committed at once. Rows change in memory
 only after the commit; a failed batch drops the rows it touched, so they are read again
 from PostgreSQL (the truth) before the next decision about them.
 """
@@ -270,6 +271,7 @@ class ShardWriter(ABC, Generic[K, E, C]):
                 return False  # roll back; the others go again without the repeats
             created, updated = self._versioned(draft)
             stored_entities = await self.store(uow, created, updated, draft.rows)
+            await uow.outbox.append(draft.events)
             await uow.commit()
         WRITE_BATCH.labels(self.kind).observe(len(todo))
         for entity in stored_entities:

@@ -183,27 +183,12 @@ def _order_effects(saga: SagaState, status: str, reason: str | None = None) -> O
     return order_of(view, saga.trace_id)
 
 
-def _lines(saga: SagaState) -> dict[str, Any]:
-    order = saga.data["order"]
-    lines = [{"sku": i["sku"], "quantity": i["quantity"]} for i in order["items"]]
-    return {"order_id": order["order_id"], "items": lines}
-
-
-def _money_event(saga: SagaState) -> dict[str, Any]:
-    order = saga.data["order"]
-    return {"order_id": order["order_id"], "user_id": order["user_id"], "amount": order["total"]}
-
-
 def place_order_effects(saga: SagaState, transition: str, step: str | None) -> Effects:
-    """What PlaceOrder's transitions change besides the saga."""
-    events = {
-        ("succeeded", "reserve_stock"): ("StockReserved", _lines),
-        ("succeeded", "debit_wallet"): ("WalletDebited", _money_event),
-        ("compensated", "reserve_stock"): ("StockReleased", _lines),
-        ("compensated", "debit_wallet"): ("WalletRefunded", _money_event),
-    }
-    if (found := events.get((transition, step or ""))) is not None:
-        return Effects(events=((found[0], found[1](saga)),))
+    """What PlaceOrder's transitions change besides the saga: its order, and order events.
+
+    The steps' own events (``StockReserved``, ``WalletDebited``...) are written by the
+    shards, in the transaction of the change.
+    """
     if transition == "created":
         return Effects(events=(("OrderPlaced", saga.data["order"]),))
     if transition == "completed":
@@ -216,14 +201,10 @@ def place_order_effects(saga: SagaState, transition: str, step: str | None) -> E
 
 
 def cancel_order_effects(saga: SagaState, transition: str, step: str | None) -> Effects:
-    """What CancelOrder's transitions change besides the saga."""
+    """What CancelOrder's transitions change besides the saga: its order, and order events."""
     if transition == "created":
         order = _order_effects(saga, CANCELLING)
         return Effects(order=order, events=(("OrderCancelling", saga.data["order"]),))
-    if (transition, step) == ("succeeded", "refund_payment"):
-        return Effects(events=(("WalletRefunded", _money_event(saga)),))
-    if (transition, step) == ("succeeded", "return_stock"):
-        return Effects(events=(("StockReturned", _lines(saga)),))
     if transition == "completed":
         order = _order_effects(saga, CANCELLED)
         return Effects(order=order, events=(("OrderCancelled", saga.data["order"]),))

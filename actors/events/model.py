@@ -1,6 +1,7 @@
 """What each consumer group makes of events: pure rules over the event contract.
 
-Order events carry the whole order view; step events carry the order id and what moved.
+Order events carry the whole order view; product and wallet events (written by the shards)
+carry what moved and the state after it.
 A payload that breaks the contract raises :class:`MalformedEventError`, so the event fails
 every delivery and ends as a dead letter instead of being half applied.
 """
@@ -22,8 +23,20 @@ from storage.records import STATUS_RANK, EventRecord, OrderViewRecord
 ORDER_EVENTS = frozenset(
     {"OrderPlaced", "OrderConfirmed", "OrderFailed", "OrderCancelling", "OrderCancelled"}
 )
-STOCK_EVENTS = frozenset({"StockReserved", "StockReleased", "StockReturned"})
-KNOWN_EVENTS = ORDER_EVENTS | STOCK_EVENTS | {"WalletDebited", "WalletRefunded"}
+# Written by the inventory shards, one per product and operation (aggregate: the SKU).
+STOCK_EVENTS = frozenset(
+    {
+        "ProductCreated",
+        "ProductUpdated",
+        "StockRestocked",
+        "StockReserved",
+        "StockReleased",
+        "StockCommitted",
+    }
+)
+# Written by the wallet shards, one per movement (aggregate: the wallet's user id).
+WALLET_EVENTS = frozenset({"WalletCredited", "WalletDebited", "WalletRefunded"})
+KNOWN_EVENTS = ORDER_EVENTS | STOCK_EVENTS | WALLET_EVENTS
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
@@ -102,8 +115,14 @@ def _lines(event: EventRecord, priced: bool) -> list[tuple[str, int, int]]:
 
 
 def skus_moved(events: Iterable[EventRecord]) -> list[str]:
-    """The SKUs whose stock the events moved (their cached entries are stale)."""
-    skus = {sku for e in events if e.type in STOCK_EVENTS for sku, _, _ in _lines(e, False)}
+    """The SKUs whose product or stock the events changed (their cached entries are stale)."""
+    skus = set()
+    for event in events:
+        if event.type in STOCK_EVENTS:
+            sku = payload_of(event).get("sku")
+            if not isinstance(sku, str):
+                raise MalformedEventError(f"{event.type} {event.id}: no sku")
+            skus.add(sku)
     return sorted(skus)
 
 

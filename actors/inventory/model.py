@@ -167,6 +167,23 @@ def commit(row: ProductRecord, quantity: int) -> ProductRecord:
 
 
 STOCK_KINDS = {"restock": restock, "reserve": reserve, "release": release, "commit": commit}
+STOCK_EVENTS = {
+    "restock": "StockRestocked",
+    "reserve": "StockReserved",
+    "release": "StockReleased",
+    "commit": "StockCommitted",
+}
+
+
+def stock_event(command: StockCommand, after: ProductRecord) -> dict[str, Any]:
+    """The payload of a stock movement's event: what moved, and the stock after it."""
+    return {
+        "sku": command.sku,
+        "quantity": command.quantity,
+        "available": after.available,
+        "reserved": after.reserved,
+        "operation": command.op.key,
+    }
 
 
 def product_view(row: ProductRecord) -> dict[str, Any]:

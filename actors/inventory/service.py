@@ -13,12 +13,14 @@ from actors._ops import Draft, Outcome, WrongShardError
 from actors._writer import ShardWriter
 from actors.inventory.errors import ProductExistsError, UnknownProductError
 from actors.inventory.model import (
+    STOCK_EVENTS,
     STOCK_KINDS,
     CreateProduct,
     StockCommand,
     UpdateProduct,
     new_row,
     product_view,
+    stock_event,
 )
 from actors.placement import Partitioning
 from storage.errors import StorageError
@@ -100,6 +102,7 @@ class InventoryService(ShardWriter[str, ProductRecord, InventoryCommand]):
             partition = self._partitioning.partition_of(command.sku)
             created = new_row(command.product, partition, draft.now)
             draft.put(command.sku, created)
+            draft.emit(command.op, "ProductCreated", command.sku, product_view(created))
             return Outcome(value=product_view(created))
         if row is None:
             raise UnknownProductError(command.sku)
@@ -111,9 +114,11 @@ class InventoryService(ShardWriter[str, ProductRecord, InventoryCommand]):
                 updated_at=draft.now,
             )
             draft.put(command.sku, changed)
+            draft.emit(command.op, "ProductUpdated", command.sku, product_view(changed))
             return Outcome(value=product_view(changed))
         moved = replace(STOCK_KINDS[command.kind](row, command.quantity), updated_at=draft.now)
         draft.put(command.sku, moved)
+        draft.emit(command.op, STOCK_EVENTS[command.kind], command.sku, stock_event(command, moved))
         return Outcome(value={"available": moved.available, "reserved": moved.reserved})
 
     async def store(

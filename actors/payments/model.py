@@ -21,6 +21,7 @@ COUNTER_ACCOUNT = {
     "refund": "system:revenue",
 }
 WALLET_ACCOUNT = "wallet"
+MONEY_EVENTS = {"credit": "WalletCredited", "debit": "WalletDebited", "refund": "WalletRefunded"}
 
 
 def check_amount(amount: int, field: str = "amount") -> int:
@@ -107,6 +108,17 @@ def entries(after: WalletRecord, command: MoneyCommand) -> tuple[LedgerEntryReco
             reference=reference,
         ),
     )
+
+
+def money_event(command: MoneyCommand, after: WalletRecord) -> dict[str, Any]:
+    """The payload of a movement's event: what moved, why, and the balance after it."""
+    return {
+        "user_id": str(command.wallet_id),
+        "amount": command.amount,
+        "balance": after.balance,
+        "reference": command.reference.strip(),
+        "operation": command.op.key,
+    }
 
 
 def wallet_view(wallet: WalletRecord, currency: str) -> dict[str, Any]:

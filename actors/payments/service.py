@@ -9,7 +9,7 @@ from uuid import UUID
 from actors._ops import Draft, Outcome, WrongShardError
 from actors._writer import ShardWriter
 from actors.payments.errors import UnknownWalletError
-from actors.payments.model import MoneyCommand, entries, move
+from actors.payments.model import MONEY_EVENTS, MoneyCommand, entries, money_event, move
 from actors.placement import Partitioning
 from storage.ports import UnitOfWork, UnitOfWorkFactory
 from storage.records import LedgerEntryRecord, WalletRecord
@@ -75,6 +75,7 @@ class WalletService(ShardWriter[UUID, WalletRecord, MoneyCommand]):
         movement = entries(after, command)
         draft.put(command.wallet_id, after)
         draft.rows.extend(movement)
+        draft.emit(command.op, MONEY_EVENTS[command.kind], key, money_event(command, after))
         movement_id = str(movement[0].movement_id)
         return Outcome(value={"balance": after.balance, "movement_id": movement_id})
 

@@ -76,9 +76,12 @@ def test_sales_are_added_on_confirmation_and_taken_back_on_cancellation() -> Non
 def test_stock_events_name_the_skus_to_invalidate() -> None:
     moved = replace(
         event("StockReserved", "PENDING"),
-        payload=json.dumps({"order_id": str(ORDER), "items": [{"sku": "B", "quantity": 1}]}),
+        payload=json.dumps({"sku": "B", "quantity": 1, "available": 3, "reserved": 1}),
     )
-    assert skus_moved([moved, event("OrderConfirmed", "CONFIRMED")]) == ["B"]
+    renamed = replace(moved, id=uuid.uuid4(), type="ProductUpdated", payload='{"sku": "A"}')
+    assert skus_moved([moved, renamed, event("OrderConfirmed", "CONFIRMED")]) == ["A", "B"]
+    with pytest.raises(errors.MalformedEventError):
+        skus_moved([replace(moved, payload='{"sku": 3}')])
 
 
 @pytest.mark.parametrize(
