@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage._translate import translated
-from storage.relay import UNRECORDED
+from storage.relay import UNRECORDED, Subscriptions, subscription_params
 from storage.streams import EventStreams
 
 _FINISHED = "('COMPLETED', 'FAILED')"
@@ -78,12 +78,12 @@ class RetentionJanitor:
         self,
         engine: AsyncEngine,
         streams: EventStreams,
-        groups: Sequence[str],
+        groups: Sequence[str] | Subscriptions,
         retention: Retention,
     ) -> None:
         self._engine = engine
         self._streams = streams
-        self._groups = list(groups)
+        self._subscriptions = subscription_params(groups)
         self._retention = retention
 
     async def run_once(self) -> dict[str, int]:
@@ -99,7 +99,7 @@ class RetentionJanitor:
             if table == "operations"
             else self._retention.retention_s
         )
-        params = {"keep": keep, "batch": self._retention.batch, "groups": self._groups}
+        params = {"keep": keep, "batch": self._retention.batch, **self._subscriptions}
         total = 0
         for _ in range(self._retention.rounds):
             async with translated(), self._engine.begin() as conn:

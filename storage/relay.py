@@ -15,7 +15,7 @@ publishes them again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +47,25 @@ _MARK = text(
     """
 )
 _BACKLOG = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-# Rows some group has not recorded: the outbox keeps them, the sweep and janitor ask this.
+# Rows some group subscribed to their type has not recorded: the outbox keeps them, the
+# sweep and janitor ask this. ``:types`` holds each group's types, comma-separated (``*``: all).
 UNRECORDED = """
-    EXISTS (SELECT 1 FROM unnest(CAST(:groups AS text[])) AS g(name)
-             WHERE NOT EXISTS (SELECT 1 FROM inbox AS i
+    EXISTS (SELECT 1 FROM unnest(CAST(:groups AS text[]), CAST(:types AS text[])) AS g(name, types)
+             WHERE (g.types = '*' OR o.type = ANY(string_to_array(g.types, ',')))
+               AND NOT EXISTS (SELECT 1 FROM inbox AS i
                                 WHERE i.consumer = g.name AND i.event_id = o.id))
 """
+EVERY_TYPE = "*"
+Subscriptions = Mapping[str, Collection[str]]
+
+
+def subscription_params(groups: Sequence[str] | Subscriptions) -> dict[str, list[str]]:
+    """The ``:groups`` and ``:types`` of :data:`UNRECORDED`; a plain list takes every type."""
+    if not isinstance(groups, Mapping):
+        groups = {g: (EVERY_TYPE,) for g in groups}
+    return {"groups": list(groups), "types": [",".join(sorted(t)) for t in groups.values()]}
+
+
 _SWEEP = text(
     f"""
     SELECT o.seq, o.aggregate_id, o.stream_id FROM outbox AS o
@@ -88,16 +101,22 @@ class OutboxRelay:
     Args:
         engine: PostgreSQL.
         streams: the event streams.
-        groups: the consumer groups that must record each event before it may be dropped.
+        groups: the consumer groups, with the event types each subscribes to (a plain list:
+            every type); an event is kept until each group subscribed to its type recorded it.
         batch: most rows published per transaction.
     """
 
     def __init__(
-        self, engine: AsyncEngine, streams: EventStreams, groups: Sequence[str], batch: int = 500
+        self,
+        engine: AsyncEngine,
+        streams: EventStreams,
+        groups: Sequence[str] | Subscriptions,
+        batch: int = 500,
     ) -> None:
         self._engine = engine
         self._streams = streams
         self._groups = list(groups)
+        self._subscriptions = subscription_params(groups)
         self._batch = batch
 
     async def publish_batch(self) -> int:
@@ -135,7 +154,7 @@ class OutboxRelay:
             "after": after,
             "grace": grace_s,
             "limit": limit,
-            "groups": self._groups,
+            **self._subscriptions,
         }
         async with translated(), self._engine.connect() as conn:
             rows = (await conn.execute(_SWEEP, params)).all()

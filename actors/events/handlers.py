@@ -7,7 +7,14 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from actors.events.model import newest_views, notifications, sales_deltas, skus_moved
+from actors.events.model import (
+    ORDER_EVENTS,
+    STOCK_EVENTS,
+    newest_views,
+    notifications,
+    sales_deltas,
+    skus_moved,
+)
 from actors.events.notifier import HttpNotificationProvider
 from storage.breaker import RedisCircuitBreaker
 from storage.ports import ProductCache
@@ -15,12 +22,18 @@ from storage.read_models import SqlProjection
 from storage.records import EventRecord
 
 PROJECTOR, CACHE, NOTIFIER = "projector", "cache", "notifier"
+SUBSCRIPTIONS: dict[str, frozenset[str]] = {
+    PROJECTOR: ORDER_EVENTS,
+    CACHE: STOCK_EVENTS,
+    NOTIFIER: frozenset({"OrderConfirmed"}),
+}
 
 
 class ProjectorHandler:
     """Keeps ``order_views`` and ``product_sales`` in the transaction of the inbox rows."""
 
     group = PROJECTOR
+    subscribes: frozenset[str] | None = SUBSCRIPTIONS[PROJECTOR]
 
     async def ready(self) -> bool:
         """Always consuming."""
@@ -41,6 +54,7 @@ class CacheInvalidatorHandler:
     """Drops cached product entries whose stock the events moved."""
 
     group = CACHE
+    subscribes: frozenset[str] | None = SUBSCRIPTIONS[CACHE]
 
     def __init__(self, cache: ProductCache) -> None:
         self._cache = cache
@@ -63,6 +77,7 @@ class NotifierHandler:
     """Tells the provider about confirmed orders; pauses while the breaker is open."""
 
     group = NOTIFIER
+    subscribes: frozenset[str] | None = SUBSCRIPTIONS[NOTIFIER]
 
     def __init__(self, provider: HttpNotificationProvider, breaker: RedisCircuitBreaker) -> None:
         self._provider = provider

@@ -22,6 +22,7 @@ from actors.events.handlers import (
     CACHE,
     NOTIFIER,
     PROJECTOR,
+    SUBSCRIPTIONS,
     CacheInvalidatorHandler,
     NotifierHandler,
     ProjectorHandler,
@@ -74,8 +75,13 @@ class EventsConfig:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        """The consumer groups every event must reach."""
+        """The consumer groups events go to."""
         return (PROJECTOR, CACHE) + ((NOTIFIER,) if self.notifier else ())
+
+    @property
+    def subscriptions(self) -> dict[str, frozenset[str]]:
+        """The event types each group records (the outbox keeps an event until they have)."""
+        return {group: SUBSCRIPTIONS[group] for group in self.groups}
 
 
 @dataclass
@@ -107,8 +113,8 @@ async def run_relay(config: EventsConfig, stop: asyncio.Event, state: RelayState
     """Publish, sweep, export and trim until ``stop`` is set."""
     conn = Connections(config.connections)
     streams = EventStreams(conn.redis, config.partitions)
-    relay = OutboxRelay(conn.engine, streams, config.groups, config.relay_batch)
-    janitor = RetentionJanitor(conn.engine, streams, config.groups, config.retention)
+    relay = OutboxRelay(conn.engine, streams, config.subscriptions, config.relay_batch)
+    janitor = RetentionJanitor(conn.engine, streams, config.subscriptions, config.retention)
     sweep, trim, cursor = _Every(config.sweep_interval_s), _Every(config.janitor_interval_s), 0
     try:
         while not stop.is_set():

@@ -33,9 +33,14 @@ log = structlog.get_logger(__name__)
 
 
 class Handler(Protocol):
-    """What one consumer group does with events."""
+    """What one consumer group does with events.
+
+    ``subscribes`` names the event types it handles (``None``: all). The others are
+    acknowledged at once, with no transaction and no inbox row.
+    """
 
     group: str
+    subscribes: frozenset[str] | None
 
     async def ready(self) -> bool:
         """Whether to consume now (the notifier pauses while its breaker is open)."""
@@ -125,6 +130,12 @@ class EventWorker:
             EVENTS_HANDLED.labels(self.group, "other", "unreadable").inc(len(junk))
             await self._streams.ack(self.group, junk)
         good = [d for d in batch if d.event is not None]
+        wanted = self._handler.subscribes
+        if wanted is not None:
+            others = [d for d in good if d.event is not None and d.event.type not in wanted]
+            if others:
+                await self._streams.ack(self.group, others)
+            good = [d for d in good if d.event is not None and d.event.type in wanted]
         if not good:
             return
         try:
