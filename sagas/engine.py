@@ -270,8 +270,11 @@ class SagaEngine:
         saga.data.update(result or {})
         state.status = SUCCEEDED
         following = saga.next_step()
-        if following is not None:
-            saga.steps[following].status = RUNNING
+        if following is None:  # the last step: its success and the saga's end, in one write
+            saga.status = COMPLETED
+            await self._checkpoint(run, "succeeded", step.name, then="completed")
+            return
+        saga.steps[following].status = RUNNING
         await self._checkpoint(run, "succeeded", step.name)
 
     async def _backward(self, run: _Run) -> None:
@@ -344,18 +347,24 @@ class SagaEngine:
         log.error("saga_stuck", saga_id=str(saga.id), step=step, trace_id=saga.trace_id)
         await self._checkpoint(run, "stuck", step)
 
-    async def _checkpoint(self, run: _Run, transition: str, step: str | None) -> None:
-        """Write the transition (retrying until it is committed), then tell the observer."""
+    async def _checkpoint(
+        self, run: _Run, transition: str, step: str | None, *, then: str | None = None
+    ) -> None:
+        """Write the transition (retrying until it is committed), then tell the observer.
+
+        ``then`` is a saga transition (``completed``) written in the same checkpoint.
+        """
         saga = run.saga
         saga.updated_at = self._clock()
-        effects = self._definition(saga).effects(saga, transition, step)
-        entries = [*run.log, *self._entries(saga, transition, step)]
-        checkpoint = Checkpoint(
-            saga=saga.to_record(),
-            log=tuple(entries),
-            order=effects.order,
-            events=self._events(saga, transition, step, effects),
-        )
+        moves = [(transition, step)] + ([(then, None)] if then else [])
+        entries, order = list(run.log), None
+        events: list[EventRecord] = []
+        for name, of in moves:
+            effects = self._definition(saga).effects(saga, name, of)
+            entries += self._entries(saga, name, of)
+            order = effects.order if effects.order is not None else order
+            events += self._events(saga, name, of, effects)
+        checkpoint = Checkpoint(saga.to_record(), tuple(entries), order, tuple(events))
         async for attempt in AsyncRetrying(
             wait=wait_random_exponential(multiplier=0.05, max=2.0),
             before_sleep=lambda rs: log.warning(
@@ -365,7 +374,8 @@ class SagaEngine:
             with attempt:
                 await self._journal.write(checkpoint)
         run.log.clear()
-        self._observer.transition(saga, transition, step)
+        for name, of in moves:
+            self._observer.transition(saga, name, of)
 
     def _entries(self, saga: SagaState, transition: str, step: str | None) -> list[SagaLogRecord]:
         entries = [self._entry(saga, step or "-", transition, saga.error)]
