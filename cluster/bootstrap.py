@@ -36,7 +36,7 @@ from actors.inventory.errors import ProductExistsError
 from actors.inventory.model import CreateProduct, NewProduct
 from actors.payments.actor import WalletShardActor, wallet_actor_name
 from actors.placement import Partitioning
-from cluster._events import start_event_actors
+from cluster._events import events_config, start_event_actors
 from cluster.localstack import LocalStack, StackError
 from cluster.settings import Settings
 from sagas.actor import OrchestratorActor, OrchestratorConfig, orchestrator_actor_name
@@ -376,6 +376,8 @@ def gateway_config(settings: Settings, stack: LocalStack) -> GatewayConfig:
         wallet_shards=settings.wallet_shards,
         order_shards=settings.order_shards,
         partitions=settings.partitions,
+        event_partitions=settings.event_partitions,
+        event_groups=events_config(settings, stack).groups,
         currency=settings.currency,
         token_policy=token_policy(settings),
         extra_roles=_extra_roles(settings),

@@ -29,6 +29,7 @@ from storage.connections import ConnectionConfig, Connections, ping_database, pi
 from storage.products import SqlUnitOfWorkFactory
 from storage.ratelimit import RateSpec, RedisRateLimiter
 from storage.session_cache import RedisSessionCache
+from storage.streams import EventStreams
 from storage.telemetry import configure_logging
 
 
@@ -43,6 +44,8 @@ class GatewayConfig:
         inventory_shards: how many inventory shards there are (until they say otherwise).
         wallet_shards: how many wallet shards there are (until they say otherwise).
         order_shards: how many orchestrator shards there are (until they say otherwise).
+        event_partitions: how many event streams there are.
+        event_groups: the consumer groups every event stream must have (``bus`` readiness).
         partitions: the fixed number of partitions keys hash to.
         currency: the deployment's one currency.
         max_body: largest request body accepted, in bytes.
@@ -63,6 +66,8 @@ class GatewayConfig:
     wallet_shards: int
     order_shards: int
     partitions: int
+    event_partitions: int = 4
+    event_groups: tuple[str, ...] = ()
     currency: str = "USD"
     max_body: int = 64 * 1024
     max_in_flight: int = 48
@@ -86,6 +91,7 @@ class GatewayIngress:
         self._config = config
         self._conn = Connections(config.connections)
         self._actors = ActorDirectory(config.namespace)
+        self._bus = EventStreams(self._conn.redis, config.event_partitions)
 
     async def _all_actors_answer(self, *routers: ShardRouter) -> None:
         """The auth actor and every shard of each kind's current layout answer ``info``."""
@@ -126,6 +132,7 @@ class GatewayIngress:
                 "postgres": lambda: ping_database(self._conn),
                 "redis": lambda: ping_redis(self._conn),
                 "actors": lambda: self._all_actors_answer(inventory, wallets, orders),
+                "bus": lambda: self._bus.ready(config.event_groups),
             },
             max_body=config.max_body,
             max_in_flight=config.max_in_flight,

@@ -31,7 +31,8 @@ def test_healthz_answers_without_dependencies(http: httpx.Client) -> None:
 def test_readyz_checks_every_dependency(http: httpx.Client) -> None:
     response = http.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"postgres": "ok", "redis": "ok", "actors": "ok"}
+    checks = {"postgres": "ok", "redis": "ok", "actors": "ok", "bus": "ok"}
+    assert response.json()["checks"] == checks
 
 
 def test_openapi_and_docs_are_served(http: httpx.Client) -> None:
