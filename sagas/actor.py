@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
+import ray
+
 from actors._shell import ShardActor, measured
 from actors.inventory.actor import shard_actor_name
 from actors.payments.actor import wallet_actor_name
@@ -88,6 +90,9 @@ class OrchestratorActor(ShardActor[OrchestratorService]):
     ) -> None:
         super().__init__(shard, partitioning, connections, release=release, log_level=log_level)
         self._config = config
+        # Build (and resume the unfinished sagas) as soon as the actor runs, also after Ray
+        # restarted it: not at the first call, which may be long in coming.
+        ray.get_runtime_context().current_actor.info.remote()
 
     async def _build(self) -> OrchestratorService:
         config, directory = self._config, ActorDirectory(self._config.namespace)

@@ -18,6 +18,7 @@ from uuid import UUID
 
 from actors._ops import (
     MAX_AMOUNT,
+    IdempotencyConflictError,
     Operation,
     OperationInProgressError,
     Outcome,
@@ -255,11 +256,16 @@ class OrchestratorService:
         places = [c for c in commands if isinstance(c, PlaceOrder)]
         skus = sorted({sku for c in places for sku, _ in c.items})
         prices = {p.sku: p.price for p in await uow.products.get_many(skus)} if skus else {}
-        cancels = [c.order_id for c in commands if isinstance(c, CancelOrder)]
-        orders = {o.id: o for o in await uow.orders.get_many(cancels)} if cancels else {}
+        wanted = [c.order_id for c in commands]
+        orders = {o.id: o for o in await uow.orders.get_many(wanted)}
         now = self._clock()
         for i, command in zip(indexes, commands, strict=True):
             try:
+                if isinstance(command, PlaceOrder) and command.order_id in orders:
+                    # Its key's stored outcome has expired (retention) but the order stays:
+                    # the same key can never place a second order.
+                    results[i] = IdempotencyConflictError(command.op.key)
+                    continue
                 if isinstance(command, PlaceOrder):
                     outcome = self._place(command, prices, now, accepted)
                 else:

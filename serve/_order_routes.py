@@ -16,6 +16,7 @@ from uuid import UUID
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 
+from actors._ops import WrongShardError
 from actors.auth.model import Rbac
 from actors.router import ShardRouter
 from sagas.definition import SAGA_STATUSES
@@ -161,7 +162,11 @@ def saga_routes(app: FastAPI, uow: UnitOfWorkFactory, orchestrators: ShardRouter
 
     async def command(saga_id: str, method: str) -> SagaOut:
         found = await saga(_uuid(saga_id, UnknownSagaError))
-        owner = await orchestrators.owner(str(found.order_id))
+        key = str(found.order_id)
+        try:
+            owner = await orchestrators.owner(key)
+        except ValueError:  # no such actor right now (starting, or a handoff): retryable
+            raise WrongShardError(key, -1, orchestrators.partitioning.shards) from None
         changed: SagaRecord = await getattr(owner, method).remote(found.id)
         return SagaOut.of(changed)
 

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+import ray
+import sqlalchemy as sa
 
+from actors.placement import Partitioning
+from cluster.localstack import LocalStack
 from cluster.settings import Settings
+from sagas.actor import orchestrator_actor_name
+from sagas.definition import SagaState, StepState
+from sagas.orders import order_view
+from storage.connections import ConnectionConfig, Connections
+from storage.products import SqlUnitOfWorkFactory
+from storage.records import OrderLine, OrderRecord
 from tests.e2e.conftest import PatientTransport, register_and_login, staff_client
 
 PROBLEM = "application/problem+json"
@@ -254,3 +268,47 @@ def test_my_orders_list_follows_the_truth_newest_first(shop: Shop) -> None:
         time.sleep(0.1)
     assert listed() == [(i, truth[i]) for i in reversed(placed)]
     assert buyer.get("/orders", params={"cursor": "nonsense"}).status_code == 422
+
+
+def test_a_restarted_orchestrator_resumes_a_saga_nobody_asks_about(
+    settings: Settings, stack: LocalStack, shop: Shop
+) -> None:
+    """A saga left RUNNING by a crash finishes after Ray restarts its orchestrator, unasked."""
+    buyer, tea = shop.customer(1000), shop.product(5, 100)
+    order_id = uuid.uuid4()
+    layout = Partitioning(settings.partitions, settings.order_shards)
+    now = datetime.now(UTC)
+    line = OrderLine(tea, 2, 100)
+    order = OrderRecord(order_id, uuid.UUID(buyer.user_id), "PENDING", (line,), 200, "USD",  # type: ignore[attr-defined]
+                        None, "resume-test", now, now)  # fmt: skip
+    steps = [StepState("reserve_stock", "RUNNING"), StepState("debit_wallet"),
+             StepState("confirm_order")]  # fmt: skip
+    saga = SagaState(order_id, "place_order", order_id, layout.partition_of(str(order_id)),
+                     "RUNNING", steps, {"order": order_view(order)}, "resume-test",
+                     now + timedelta(seconds=60), now, now)  # fmt: skip
+
+    async def write() -> None:
+        conn = Connections(ConnectionConfig(stack.database_url, stack.redis_url))
+        try:
+            async with SqlUnitOfWorkFactory(conn.engine)() as uow:
+                await uow.orders.add_many([order])
+                await uow.sagas.add_many([saga.to_record()])
+                await uow.commit()
+        finally:
+            await conn.close()
+
+    asyncio.run(write())  # as if its orchestrator had died right after accepting it
+    owner = ray.get_actor(orchestrator_actor_name(layout.owner_of(str(order_id))),
+                          namespace=settings.namespace)  # fmt: skip
+    os.kill(ray.get(owner.info.remote(), timeout=30).pid, signal.SIGKILL)
+    engine = sa.create_engine(stack.database_url)
+    deadline = time.monotonic() + 60
+    status = "PENDING"
+    while status == "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        with engine.connect() as conn:
+            status = conn.execute(sa.text("SELECT status FROM orders WHERE id = :i"),
+                                  {"i": order_id}).scalar_one()  # fmt: skip
+    engine.dispose()
+    assert status == "CONFIRMED"
+    assert balance(buyer) == 800 and shop.available(tea) == 3

@@ -355,3 +355,15 @@ async def test_a_release_that_arrives_before_its_reservation_fences_it(world: Wo
     both = await world.inventory.service.submit([again, undo])
     assert [isinstance(r, Outcome) and r.refusal is None for r in both] == [True, True]
     assert world.stock(tea) == (5, 0)  # the release in the same batch undid it
+
+
+async def test_a_key_whose_outcome_expired_cannot_place_a_second_order(world: World) -> None:
+    buyer, tea = await world.customer(1000), await world.product(5)
+    first = await world.place(buyer, [(tea, 1)], key="reused")
+    await world.settled(first.unwrap()["id"])
+    key = next(k for k in world.uow.operations if k == "reused")
+    del world.uow.operations[key]  # the janitor dropped the outcome after its retention
+    op = Operation.of("reused", {"items": [(tea, 1)]})
+    [again] = await world.orchestrator.submit([PlaceOrder(op, buyer, ((tea, 1),))])
+    assert isinstance(again, IdempotencyConflictError)
+    assert world.balance(buyer) == 900 and world.stock(tea) == (4, 0)
