@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
+import redis
 
 from cluster.settings import Settings
 
@@ -309,7 +310,17 @@ class Redis:
         done = subprocess.run([binary, str(conf)], capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise StackError(f"redis-server did not start:\n{done.stderr.strip()}")
-        _wait_for(lambda: _port_in_use(self._s.redis_port), 20, "Redis to accept connections")
+        _wait_for(self._answers, 60, "Redis to load its data and answer")
+
+    def _answers(self) -> bool:
+        """Whether Redis answers PING (not while it is still loading its AOF: LOADING)."""
+        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
     def stop(self) -> None:
         """SIGTERM: Redis flushes its AOF and exits."""

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 import psycopg.errors as pg_errors
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from storage.errors import (
@@ -30,12 +37,13 @@ def translate_sql(exc: SQLAlchemyError) -> StorageError:
         return SerializationFailureError(type(orig).__name__)
     if isinstance(orig, pg_errors.QueryCanceled) or isinstance(exc, PoolTimeoutError):
         return StorageTimeoutError("database statement or pool timed out")
-    if isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
+    lost = (
+        isinstance(exc, OperationalError | InterfaceError)
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)  # shutdown too
+    )
+    if lost:
         return StorageUnavailableError("database unavailable")
-    if isinstance(orig, pg_errors.AdminShutdown | pg_errors.OperatorIntervention):
-        return StorageUnavailableError("database shutting down")
     return StorageError(type(exc).__name__)
 
 

@@ -47,14 +47,17 @@ _ADD_ORDERS = text(
     RETURNING id
     """
 )
+# An order's status only moves forward: a checkpoint written again (its first commit was not
+# known to have gone through) must not take back a later change, such as a cancellation.
+_RANK = "CASE {0} WHEN 'PENDING' THEN 0 WHEN 'CANCELLING' THEN 2 WHEN 'CANCELLED' THEN 3 ELSE 1 END"
 _SAVE_ORDERS = text(
-    """
+    f"""
     UPDATE orders AS o
        SET status = u.status, failure_reason = u.reason, updated_at = u.updated_at
       FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:reasons AS text[]),
                   CAST(:updated AS timestamptz[])) AS u(id, status, reason, updated_at)
-     WHERE o.id = u.id
-    """
+     WHERE o.id = u.id AND {_RANK.format("o.status")} <= {_RANK.format("u.status")}
+    """  # noqa: S608 - constant fragments
 )
 _ADD_SAGAS = text(
     """
@@ -140,7 +143,11 @@ class SqlOrderRepository:
             return [_order(r) for r in (await self._conn.execute(query)).all()]
 
     async def save_many(self, rows: Sequence[OrderRecord]) -> None:
-        """Store the status, failure reason and ``updated_at`` of existing orders."""
+        """Store the status, failure reason and ``updated_at`` of existing orders.
+
+        A status never moves back (PENDING, then CONFIRMED or FAILED, then CANCELLING,
+        then CANCELLED): an update that would is skipped.
+        """
         if not rows:
             return
         params = {

@@ -13,6 +13,7 @@ from uuid import UUID
 from storage.errors import ConflictError, StaleWriteError, StorageError, StorageUnavailableError
 from storage.ports import ThrottleCount
 from storage.records import (
+    STATUS_RANK,
     AuditRecord,
     DeadLetterRecord,
     EventRecord,
@@ -430,7 +431,8 @@ class FakeOrderRepository:
 
     async def save_many(self, orders: Sequence[OrderRecord]) -> None:
         for order in orders:
-            if (stored := self._rows.get(order.id)) is not None:
+            stored = self._rows.get(order.id)
+            if stored is not None and STATUS_RANK[stored.status] <= STATUS_RANK[order.status]:
                 self._rows[order.id] = dataclasses.replace(
                     stored,
                     status=order.status,
