@@ -207,14 +207,7 @@ class SagaEngine:
         Its first step is marked RUNNING, so the log says it started before it runs.
         """
         saga.steps[0].status = RUNNING
-        effects = self._definition(saga).effects(saga, "created", None)
-        entries = self._entries(saga, "created", None)
-        return Checkpoint(
-            saga.to_record(),
-            tuple(entries),
-            effects.order,
-            self._events(saga, "created", None, effects),
-        )
+        return self._compose(saga, [("created", None)])
 
     def _stuck(self, saga_id: UUID, what: str) -> _Run:
         run = self._runs.get(saga_id)
@@ -357,14 +350,7 @@ class SagaEngine:
         saga = run.saga
         saga.updated_at = self._clock()
         moves = [(transition, step)] + ([(then, None)] if then else [])
-        entries, order = list(run.log), None
-        events: list[EventRecord] = []
-        for name, of in moves:
-            effects = self._definition(saga).effects(saga, name, of)
-            entries += self._entries(saga, name, of)
-            order = effects.order if effects.order is not None else order
-            events += self._events(saga, name, of, effects)
-        checkpoint = Checkpoint(saga.to_record(), tuple(entries), order, tuple(events))
+        checkpoint = self._compose(saga, moves, run.log)
         async for attempt in AsyncRetrying(
             wait=wait_random_exponential(multiplier=0.05, max=2.0),
             before_sleep=lambda rs: log.warning(
@@ -376,6 +362,22 @@ class SagaEngine:
         run.log.clear()
         for name, of in moves:
             self._observer.transition(saga, name, of)
+
+    def _compose(
+        self,
+        saga: SagaState,
+        moves: list[tuple[str, str | None]],
+        earlier: Iterable[SagaLogRecord] = (),
+    ) -> Checkpoint:
+        """The checkpoint of ``moves`` (transition, step): log entries, order and events."""
+        entries, order = list(earlier), None
+        events: list[EventRecord] = []
+        for name, of in moves:
+            effects = self._definition(saga).effects(saga, name, of)
+            entries += self._entries(saga, name, of)
+            order = effects.order if effects.order is not None else order
+            events += self._events(saga, name, of, effects)
+        return Checkpoint(saga.to_record(), tuple(entries), order, tuple(events))
 
     def _entries(self, saga: SagaState, transition: str, step: str | None) -> list[SagaLogRecord]:
         entries = [self._entry(saga, step or "-", transition, saga.error)]

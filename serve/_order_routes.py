@@ -101,18 +101,7 @@ def order_routes(app: FastAPI, uow: UnitOfWorkFactory, orchestrators: ShardRoute
         page = found[:limit]
         more = len(found) > limit
         next_cursor = encode_audit_cursor(page[-1].created_at, page[-1].id) if more else None
-        items = [
-            OrderSummaryOut(
-                id=v.id,
-                status=v.status,
-                total=v.total,
-                currency=v.currency,
-                created_at=v.created_at,
-                updated_at=v.updated_at,
-            )
-            for v in page
-        ]
-        return OrderPage(items=items, next_cursor=next_cursor)
+        return OrderPage(items=[OrderSummaryOut.of(v) for v in page], next_cursor=next_cursor)
 
     @app.get("/orders/{order_id}", tags=["orders"])
     async def get_order(caller: OwnReader, order_id: IdPath, wait: Wait = 0) -> OrderOut:

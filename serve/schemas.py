@@ -21,6 +21,7 @@ from storage.records import (
     AuditRecord,
     LedgerEntryRecord,
     OrderRecord,
+    OrderViewRecord,
     ProductRecord,
     SagaLogRecord,
     SagaRecord,
@@ -561,6 +562,18 @@ class OrderSummaryOut(BaseModel):
     currency: str
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def of(cls, view: OrderViewRecord) -> OrderSummaryOut:
+        """The API view of an order of the read model."""
+        return cls(
+            id=view.id,
+            status=view.status,
+            total=view.total,
+            currency=view.currency,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+        )
 
 
 class OrderPage(BaseModel):

@@ -102,3 +102,17 @@ def staff_client(settings: Settings, anon: httpx.Client, roles: list[str]) -> ht
     )
     client.user_id = str(user.id)  # type: ignore[attr-defined]
     return client
+
+
+@pytest.fixture(scope="module")
+def catalog(settings: Settings, anon: httpx.Client) -> Iterator[httpx.Client]:
+    """A catalogue manager of the module (products:write, inventory:restock)."""
+    with staff_client(settings, anon, ["catalog_manager"]) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def finance(settings: Settings, anon: httpx.Client) -> Iterator[httpx.Client]:
+    """A finance user of the module (wallets:credit, wallets:read)."""
+    with staff_client(settings, anon, ["finance"]) as client:
+        yield client

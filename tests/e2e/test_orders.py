@@ -31,18 +31,6 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
-def catalog(settings: Settings, anon: httpx.Client) -> Iterator[httpx.Client]:
-    with staff_client(settings, anon, ["catalog_manager"]) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def finance(settings: Settings, anon: httpx.Client) -> Iterator[httpx.Client]:
-    with staff_client(settings, anon, ["finance"]) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def operator(settings: Settings, anon: httpx.Client) -> Iterator[httpx.Client]:
     with staff_client(settings, anon, ["operator"]) as client:
         yield client

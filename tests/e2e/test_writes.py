@@ -13,23 +13,9 @@ import httpx
 import pytest
 
 from cluster.settings import Settings
-from tests.e2e.conftest import register_and_login, staff_client
+from tests.e2e.conftest import register_and_login
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(scope="module")
-def catalog(settings: Settings, anon: httpx.Client) -> Iterator[httpx.Client]:
-    """A catalogue manager (products:write, inventory:restock)."""
-    with staff_client(settings, anon, ["catalog_manager"]) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def finance(settings: Settings, anon: httpx.Client) -> Iterator[httpx.Client]:
-    """A finance user (wallets:credit, wallets:read)."""
-    with staff_client(settings, anon, ["finance"]) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
