@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import Depends, FastAPI, Path, Response
 
@@ -17,7 +16,8 @@ from serve.schemas import (
     RolesIn,
     UserRolesOut,
     decode_audit_cursor,
-    encode_audit_cursor,
+    keyset_page,
+    parse_id,
 )
 from storage.telemetry import trace_id_var
 
@@ -25,19 +25,12 @@ Admin = Annotated[Principal, Depends(Require("users:manage"))]
 UserIdPath = Annotated[str, Path(max_length=64, description="the user's id")]
 
 
-def _user_id(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise UnknownUserError(raw) from None
-
-
 def admin_routes(app: FastAPI, auth_actor: Any) -> None:
     """Add the user-management routes; ``auth_actor`` is an async getter of its handle."""
 
     @app.post("/admin/users/{user_id}/roles", tags=["admin"])
     async def set_roles(admin: Admin, user_id: UserIdPath, body: RolesIn) -> UserRolesOut:
-        target = _user_id(user_id)
+        target = parse_id(user_id, UnknownUserError)
         actor = await auth_actor()
         user = await actor.set_roles.remote(
             admin.user_id, target, list(body.roles), trace_id_var.get()
@@ -46,14 +39,14 @@ def admin_routes(app: FastAPI, auth_actor: Any) -> None:
 
     @app.post("/admin/users/{user_id}/disable", tags=["admin"], status_code=204)
     async def disable(admin: Admin, user_id: UserIdPath) -> Response:
-        target = _user_id(user_id)
+        target = parse_id(user_id, UnknownUserError)
         actor = await auth_actor()
         await actor.disable_user.remote(admin.user_id, target, trace_id_var.get())
         return Response(status_code=204)
 
     @app.delete("/admin/users/{user_id}/mfa", tags=["admin"], status_code=204)
     async def reset_mfa(admin: Admin, user_id: UserIdPath) -> Response:
-        target = _user_id(user_id)
+        target = parse_id(user_id, UnknownUserError)
         actor = await auth_actor()
         await actor.reset_mfa.remote(admin.user_id, target, trace_id_var.get())
         return Response(status_code=204)
@@ -63,7 +56,5 @@ def admin_routes(app: FastAPI, auth_actor: Any) -> None:
         after = decode_audit_cursor(cursor)
         actor = await auth_actor()
         records = await actor.audit_events.remote(after, limit + 1, trace_id_var.get())
-        page = records[:limit]
-        more = len(records) > limit
-        next_cursor = encode_audit_cursor(page[-1].at, page[-1].id) if more else None
+        page, next_cursor = keyset_page(records, limit, lambda r: (r.at, r.id))
         return AuditPage(items=[AuditEventOut.of(r) for r in page], next_cursor=next_cursor)

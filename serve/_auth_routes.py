@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import Depends, FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
@@ -26,6 +25,7 @@ from serve.schemas import (
     SessionsOut,
     TokensOut,
     UserOut,
+    parse_id,
 )
 from storage.telemetry import trace_id_var
 
@@ -112,10 +112,7 @@ def auth_routes(app: FastAPI, auth_actor: Any) -> None:
 
     @app.delete("/auth/sessions/{session_id}", tags=["auth"], status_code=204)
     async def revoke(caller: Caller, session_id: Annotated[str, Path(max_length=64)]) -> Response:
-        try:
-            target = UUID(session_id)
-        except ValueError:
-            raise SessionNotFoundError(session_id) from None
+        target = parse_id(session_id, SessionNotFoundError)
         actor = await auth_actor()
         await actor.revoke_session.remote(
             caller.user_id, target, "session_revoked", trace_id_var.get()

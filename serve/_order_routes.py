@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -37,7 +37,8 @@ from serve.schemas import (
     SagaOut,
     SagaPage,
     decode_audit_cursor,
-    encode_audit_cursor,
+    keyset_page,
+    parse_id,
 )
 from storage.ports import UnitOfWorkFactory
 from storage.records import OrderRecord, SagaRecord
@@ -52,13 +53,6 @@ Wait = Annotated[float, Query(ge=0, le=30, description="seconds to hold the answ
 StatusFilter = Annotated[str | None, Query(pattern=f"^({'|'.join(SAGA_STATUSES)})$")]
 _UNSETTLED = ("PENDING", "CANCELLING")
 _POLL_S = 0.1
-
-
-def _uuid(raw: str, missing: Callable[[str], Exception]) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise missing(raw) from None
 
 
 def order_routes(app: FastAPI, uow: UnitOfWorkFactory, orchestrators: ShardRouter) -> None:
@@ -98,14 +92,12 @@ def order_routes(app: FastAPI, uow: UnitOfWorkFactory, orchestrators: ShardRoute
         after = decode_audit_cursor(cursor)
         async with uow() as tx:
             found = await tx.order_views.of_user(caller.user_id, after, limit + 1)
-        page = found[:limit]
-        more = len(found) > limit
-        next_cursor = encode_audit_cursor(page[-1].created_at, page[-1].id) if more else None
+        page, next_cursor = keyset_page(found, limit, lambda v: (v.created_at, v.id))
         return OrderPage(items=[OrderSummaryOut.of(v) for v in page], next_cursor=next_cursor)
 
     @app.get("/orders/{order_id}", tags=["orders"])
     async def get_order(caller: OwnReader, order_id: IdPath, wait: Wait = 0) -> OrderOut:
-        return await settled(_uuid(order_id, UnknownOrderError), caller, wait)
+        return await settled(parse_id(order_id, UnknownOrderError), caller, wait)
 
     @app.post(
         "/orders/{order_id}/cancel", tags=["orders"], status_code=202, response_model=CancelAccepted
@@ -113,7 +105,7 @@ def order_routes(app: FastAPI, uow: UnitOfWorkFactory, orchestrators: ShardRoute
     async def cancel(
         request: Request, caller: OwnCanceller, order_id: IdPath, key: IdempotencyKey = None
     ) -> Response:
-        target = _uuid(order_id, UnknownOrderError)
+        target = parse_id(order_id, UnknownOrderError)
         op = operation(request, caller, key, None)
         anyone = Rbac.allows(caller.permissions, "orders:cancel")
         command = CancelOrder(op, target, caller.user_id, any_owner=anyone)
@@ -130,9 +122,7 @@ def saga_routes(app: FastAPI, uow: UnitOfWorkFactory, orchestrators: ShardRouter
         after = decode_audit_cursor(cursor)
         async with uow() as tx:
             found = await tx.sagas.list_page(status, after, limit + 1)
-        page = found[:limit]
-        more = len(found) > limit
-        next_cursor = encode_audit_cursor(page[-1].updated_at, page[-1].id) if more else None
+        page, next_cursor = keyset_page(found, limit, lambda s: (s.updated_at, s.id))
         return SagaPage(items=[SagaOut.of(s) for s in page], next_cursor=next_cursor)
 
     async def saga(saga_id: UUID) -> SagaRecord:
@@ -144,13 +134,13 @@ def saga_routes(app: FastAPI, uow: UnitOfWorkFactory, orchestrators: ShardRouter
 
     @app.get("/admin/sagas/{saga_id}", tags=["operators"])
     async def show_saga(_: SagaReader, saga_id: IdPath) -> SagaOut:
-        found = await saga(_uuid(saga_id, UnknownSagaError))
+        found = await saga(parse_id(saga_id, UnknownSagaError))
         async with uow() as tx:
             log = await tx.sagas.log_of(found.id)
         return SagaOut.of(found, log)
 
     async def command(saga_id: str, method: str) -> SagaOut:
-        found = await saga(_uuid(saga_id, UnknownSagaError))
+        found = await saga(parse_id(saga_id, UnknownSagaError))
         key = str(found.order_id)
         try:
             owner = await orchestrators.owner(key)

@@ -26,19 +26,13 @@ from serve.schemas import (
     WalletOut,
     decode_position,
     encode_position,
+    parse_id,
 )
 from storage.ports import UnitOfWorkFactory
 
 OwnReader = Annotated[Principal, Depends(Require("wallets:read:own"))]
 Crediter = Annotated[Principal, Depends(Require("wallets:credit"))]
 WalletIdPath = Annotated[str, Path(max_length=64, description="the wallet's user id")]
-
-
-def _wallet_id(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise UnknownWalletError(raw) from None
 
 
 def _balance(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -74,7 +68,7 @@ def wallet_routes(app: FastAPI, uow: UnitOfWorkFactory, shards: ShardRouter, cur
 
     @app.get("/wallets/{user_id}", tags=["payments"])
     async def wallet(caller: OwnReader, user_id: WalletIdPath) -> WalletOut:
-        target = _wallet_id(user_id)
+        target = parse_id(user_id, UnknownWalletError)
         if target != caller.user_id and not Rbac.allows(caller.permissions, "wallets:read"):
             raise UnknownWalletError(user_id)  # another user's wallet: as if it did not exist
         return await read(target)
@@ -87,7 +81,7 @@ def wallet_routes(app: FastAPI, uow: UnitOfWorkFactory, shards: ShardRouter, cur
         body: CreditIn,
         key: IdempotencyKey = None,
     ) -> Response:
-        target = _wallet_id(user_id)
+        target = parse_id(user_id, UnknownWalletError)
         op = operation(request, caller, required(key), body.model_dump())
         command = MoneyCommand(op, target, "credit", body.amount, body.reason)
         return await write(shards, str(target), command, _balance)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 from uuid import UUID
 
 from fastapi import Header, Path, Query
@@ -19,6 +20,7 @@ from sagas.orchestrator import MAX_LINES
 from serve.errors import InvalidCursorError
 from storage.records import (
     AuditRecord,
+    DeadLetterRecord,
     LedgerEntryRecord,
     OrderRecord,
     OrderViewRecord,
@@ -264,6 +266,31 @@ class AuditPage(BaseModel):
 
     items: list[AuditEventOut]
     next_cursor: str | None
+
+
+T = TypeVar("T")
+
+
+def parse_id(raw: str, missing: Callable[[str], Exception]) -> UUID:
+    """``raw`` as a UUID; a path id that is not one names nothing (``missing(raw)``).
+
+    Raises:
+        Exception: ``missing(raw)``, when ``raw`` is not a UUID.
+    """
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise missing(raw) from None
+
+
+def keyset_page(
+    found: Sequence[T], limit: int, position: Callable[[T], tuple[datetime, UUID]]
+) -> tuple[list[T], str | None]:
+    """The first ``limit`` of ``found`` (read as ``limit + 1``) and the cursor after them."""
+    page = list(found[:limit])
+    if len(found) <= limit:
+        return page, None
+    return page, encode_audit_cursor(*position(page[-1]))
 
 
 def encode_audit_cursor(at: datetime, event_id: UUID) -> str:
@@ -580,4 +607,43 @@ class OrderPage(BaseModel):
     """``GET /orders``: the caller's orders, newest first."""
 
     items: list[OrderSummaryOut]
+    next_cursor: str | None
+
+
+class DeadLetterOut(BaseModel):
+    """One dead letter as operators see it."""
+
+    id: UUID
+    group: str
+    event_id: UUID
+    type: str
+    aggregate_id: str
+    trace_id: str
+    error: str
+    deliveries: int
+    dead_at: datetime
+    replayed_at: datetime | None
+
+    @classmethod
+    def of(cls, d: DeadLetterRecord) -> DeadLetterOut:
+        """The view of a record."""
+        e = d.event
+        return cls(
+            id=d.id,
+            group=d.consumer,
+            event_id=e.id,
+            type=e.type,
+            aggregate_id=e.aggregate_id,
+            trace_id=e.trace_id,
+            error=d.error,
+            deliveries=d.deliveries,
+            dead_at=d.dead_at,
+            replayed_at=d.replayed_at,
+        )
+
+
+class DeadLetterPage(BaseModel):
+    """A page of dead letters, newest first."""
+
+    items: list[DeadLetterOut]
     next_cursor: str | None
