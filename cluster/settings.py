@@ -121,7 +121,12 @@ class Settings(BaseSettings):
     event_partitions: int = Field(default=4, ge=1, le=256, description="event streams")
     event_batch: int = Field(default=200, ge=1, le=5000, description="events per relay commit")
     event_read_count: int = Field(default=100, ge=1, le=1000, description="XREADGROUP COUNT")
-    event_idle_sleep_ms: int = Field(default=25, ge=1, description="relay poll when idle")
+    event_linger_ms: int = Field(
+        default=25,
+        ge=1,
+        le=1000,
+        description="the relay and each consumer wait this long after a batch that was not full",
+    )
     event_claim_idle_ms: int = Field(
         default=5000, ge=50, description="pending this long: claimed by another consumer"
     )

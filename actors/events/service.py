@@ -49,7 +49,8 @@ class EventsConfig:
         connections: PostgreSQL and Redis.
         partitions: event stream partitions.
         relay_batch: events per relay transaction.
-        idle_sleep_s: the relay's pause when the outbox is empty.
+        linger_s: the relay's pause after a batch that was not full (an empty one too), so
+            that the events committed meanwhile share its next transaction.
         sweep_interval_s: how often the relay sweeps for lost events and exports lag.
         republish_after_s: how old an unrecorded event must be before the sweep checks it.
         retention: what the janitor keeps.
@@ -63,7 +64,7 @@ class EventsConfig:
     connections: ConnectionConfig
     partitions: int
     relay_batch: int
-    idle_sleep_s: float
+    linger_s: float
     sweep_interval_s: float
     republish_after_s: float
     retention: Retention
@@ -126,8 +127,8 @@ async def run_relay(config: EventsConfig, stop: asyncio.Event, state: RelayState
                     cursor = await _sweep(relay, streams, config, cursor, state)
                 if trim.due():
                     state.trimmed = await janitor.run_once()
-                if not published:
-                    await asyncio.sleep(config.idle_sleep_s)
+                if published < config.relay_batch:  # no backlog: let the next batch fill up
+                    await asyncio.sleep(config.linger_s)
             except (StorageError, OSError) as exc:
                 state.last_error = repr(exc)
                 log.warning("relay_step_failed", error=repr(exc))

@@ -65,6 +65,8 @@ class WorkerPolicy:
         claim_idle_ms: pending this long, an entry is taken over (by this or another consumer).
         max_deliveries: failed deliveries before an event is a dead letter.
         pause_s: how long to wait while the handler is not ready.
+        linger_ms: how long to wait after a batch that was not full, so that the entries
+            arriving meanwhile share the next batch (and its one transaction).
     """
 
     count: int = 100
@@ -72,6 +74,7 @@ class WorkerPolicy:
     claim_idle_ms: int = 5000
     max_deliveries: int = 5
     pause_s: float = 0.5
+    linger_ms: int = 0
 
 
 class EventWorker:
@@ -95,9 +98,11 @@ class EventWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; storage trouble is waited out."""
+        p = self._policy
         while not stop.is_set():
             try:
-                await self.step()
+                if await self.step() < p.count and p.linger_ms:
+                    await asyncio.sleep(p.linger_ms / 1000)  # let the next batch fill up
             except (StorageError, OSError) as exc:
                 log.warning("worker_step_failed", group=self.group, error=repr(exc))
                 await asyncio.sleep(self._policy.pause_s)

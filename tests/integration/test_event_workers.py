@@ -198,3 +198,41 @@ async def test_newer_status_wins_and_rebuild_matches_the_events(
     await rebuild(isolated.engine)  # no order in `orders`: the views are recomputed empty
     async with factory() as uow:
         assert await uow.order_views.of_user(user, None, 10) == []
+
+
+async def test_a_running_worker_lingers_so_events_arriving_apart_share_one_transaction(
+    isolated: Connections, bus: EventStreams
+) -> None:
+    relay = OutboxRelay(isolated.engine, bus, ["gl"])
+    await bus.ensure_groups(["gl"])
+    worker = make_worker(isolated, Projector("gl"), linger_ms=400)
+    handled = "SELECT count(*) FROM inbox WHERE consumer = 'gl'"
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        first = confirmed_orders(1, "SKU-L")[:1]
+        await append(isolated, first)
+        await drain(relay)
+        for _ in range(100):  # the first batch: one event, then the worker lingers
+            if await scalar(isolated, handled) == 1:
+                break
+            await asyncio.sleep(0.01)
+        later = confirmed_orders(3, "SKU-L")
+        for event in later:  # committed and published one by one, while it lingers
+            await append(isolated, [event])
+            await drain(relay)
+        for _ in range(300):
+            if await scalar(isolated, handled) == 1 + len(later):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await running
+    async with isolated.engine.connect() as c:
+        times = (
+            await c.execute(
+                text("SELECT handled_at FROM inbox WHERE consumer = 'gl' AND event_id = ANY(:ids)"),
+                {"ids": [e.id for e in later]},
+            )
+        ).scalars()
+        assert len(set(times)) == 1  # one transaction (now() is its start time)
