@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     event_batch: int = Field(default=200, ge=1, le=5000, description="events per relay commit")
     event_read_count: int = Field(default=100, ge=1, le=1000, description="XREADGROUP COUNT")
     event_linger_ms: int = Field(
-        default=25,
+        default=50,
         ge=1,
         le=1000,
         description="the relay and each consumer wait this long after a batch that was not full",
