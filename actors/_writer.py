@@ -35,7 +35,7 @@ from actors._ops import (
     Outcome,
     Refusal,
 )
-from storage.errors import StaleWriteError
+from storage.errors import StaleWriteError, StorageUnavailableError
 from storage.ports import UnitOfWork, UnitOfWorkFactory
 from storage.records import OperationRecord
 from storage.telemetry import WRITE_BATCH
@@ -225,6 +225,7 @@ class ShardWriter(ABC, Generic[K, E, C]):
             else:
                 seen.add(command.op.key)
                 todo.append(i)
+        reconnected = False
         for _ in range(self.attempts):
             if not todo:
                 break
@@ -235,6 +236,12 @@ class ShardWriter(ABC, Generic[K, E, C]):
                 continue
             except Exception as exc:
                 self._forget(batch, todo)
+                if isinstance(exc, StorageUnavailableError) and not reconnected:
+                    # A connection PostgreSQL dropped (a restart; the shards' pools skip the
+                    # ping): the pool has let go of the others, so go once more on a fresh
+                    # one. If the commit did go through, the operations log replays it.
+                    reconnected = True
+                    continue
                 traces = sorted({batch[i].op.trace_id for i in todo})
                 log.warning("batch_failed", trace_ids=traces, error=type(exc).__name__)
                 for i in todo:

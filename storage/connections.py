@@ -68,6 +68,11 @@ class ConnectionConfig:
         max_overflow: extra connections per process under load.
         statement_timeout_ms: PostgreSQL statement timeout for every session.
         connect_timeout_s: how long to wait for a connection to open.
+        pre_ping: test each connection with a round trip when it is taken from the pool, so
+            that one broken by a PostgreSQL restart is replaced unseen. Without it, the first
+            statement on such a connection fails with a retryable error (and the pool drops
+            every connection older than the failure): for callers that retry anyway and
+            would otherwise pay the round trip on every transaction.
     """
 
     database_url: str
@@ -76,6 +81,7 @@ class ConnectionConfig:
     max_overflow: int = 4
     statement_timeout_ms: int = 5000
     connect_timeout_s: float = 3.0
+    pre_ping: bool = True
 
 
 class Connections:
@@ -101,7 +107,7 @@ class Connections:
                 cfg.database_url,
                 pool_size=cfg.pool_size,
                 max_overflow=cfg.max_overflow,
-                pool_pre_ping=True,
+                pool_pre_ping=cfg.pre_ping,
                 pool_recycle=1800,
                 connect_args={
                     "connect_timeout": max(1, round(cfg.connect_timeout_s)),

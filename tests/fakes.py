@@ -689,6 +689,7 @@ class CountingUnitOfWorkFactory:
         begun: units of work entered.
         commits: commits that went through.
         failing_commits: how many of the next commits raise ``failure`` instead.
+        lost_commits: how many of the next commits go through, then raise ``failure``.
         on_enter: called with each unit of work once entered (to tamper with it).
     """
 
@@ -697,6 +698,7 @@ class CountingUnitOfWorkFactory:
         self.begun = 0
         self.commits = 0
         self.failing_commits = 0
+        self.lost_commits = 0
         self.failure: StorageError = StorageUnavailableError("connection lost at commit")
         self.on_enter: Callable[[FakeUnitOfWork], None] | None = None
 
@@ -722,6 +724,9 @@ class _CountingUnitOfWork(FakeUnitOfWork):
             raise self._counter.failure
         await super().commit()
         self._counter.commits += 1
+        if self._counter.lost_commits > 0:
+            self._counter.lost_commits -= 1
+            raise self._counter.failure
 
 
 class FakeProductCache:

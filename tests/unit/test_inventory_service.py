@@ -321,7 +321,7 @@ async def test_a_row_that_keeps_changing_gives_up_and_records_nothing(shard: Sha
 async def test_a_failed_commit_drops_the_rows_so_they_are_read_again(shard: Shard) -> None:
     sku = owned_sku(0)
     await shard.apply(create(sku, stock=5))
-    shard.uow.failing_commits = 1
+    shard.uow.failing_commits = 2  # the writer tries once more on a fresh connection
     (failed,) = await shard.apply(move(sku, "reserve", 1, key="lost"))
     assert isinstance(failed, StorageUnavailableError)
     assert sku not in shard.service.entities
@@ -335,10 +335,36 @@ async def test_a_failed_commit_drops_the_rows_so_they_are_read_again(shard: Shar
     assert shard.rows[sku].version == 3
 
 
+async def test_a_connection_lost_once_is_tried_again_and_applied_once(shard: Shard) -> None:
+    sku = owned_sku(0)
+    await shard.apply(create(sku, stock=5))
+    shard.uow.failing_commits = 1
+    begun = shard.uow.begun
+    assert await shard.value(move(sku, "reserve", 2, key="again")) == {
+        "available": 3,
+        "reserved": 2,
+    }
+    assert shard.uow.begun - begun == 2
+    assert shard.rows[sku].reserved == 2
+
+
+async def test_a_commit_that_went_through_before_the_connection_was_lost_is_replayed(
+    shard: Shard,
+) -> None:
+    sku = owned_sku(0)
+    await shard.apply(create(sku, stock=5))
+    shard.uow.lost_commits = 1
+    (outcome,) = await shard.apply(move(sku, "reserve", 2, key="lost-reply"))
+    assert isinstance(outcome, Outcome) and outcome.value == {"available": 3, "reserved": 2}
+    assert outcome.replayed  # answered from the operations log, not applied again
+    assert shard.rows[sku].reserved == 2
+    assert shard.rows[sku].available == 3
+
+
 async def test_a_failed_batch_answers_every_command_in_it(shard: Shard) -> None:
     skus = [owned_sku(0, nth=i) for i in range(3)]
     await shard.apply(*(create(s) for s in skus))
-    shard.uow.failing_commits = 1
+    shard.uow.failing_commits = 2  # the writer tries once more on a fresh connection
     results = await shard.apply(*(move(s, "reserve", 1) for s in skus))
     assert all(isinstance(r, StorageUnavailableError) for r in results)
     assert not any(s in shard.service.entities for s in skus)
