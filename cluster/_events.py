@@ -40,6 +40,7 @@ def events_config(settings: Settings, stack: LocalStack) -> EventsConfig:
             timeout_s=settings.notify_timeout_s,
             attempts=settings.notify_attempts,
             backoff_s=settings.notify_backoff_s,
+            concurrency=settings.notify_concurrency,
         )
     return EventsConfig(
         connections=ConnectionConfig(

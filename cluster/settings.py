@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     notify_timeout_s: float = Field(default=2.0, gt=0)
     notify_attempts: int = Field(default=4, ge=1, description="tries per delivery (tenacity)")
     notify_backoff_s: float = Field(default=0.2, gt=0, description="first backoff (full jitter)")
+    notify_concurrency: int = Field(
+        default=8, ge=1, le=256, description="notifications in flight at once per notifier"
+    )
     breaker_window_s: float = Field(default=30, gt=0)
     breaker_min_calls: int = Field(default=10, ge=1)
     breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)

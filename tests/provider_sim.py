@@ -24,6 +24,8 @@ class _State:
         self.mode = "ok"
         self.stall_s = 5.0
         self.attempts = 0
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most notification calls it was handling at once
         self.records: dict[str, dict[str, Any]] = {}
 
 
@@ -69,6 +71,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _notify(self, body: dict[str, Any]) -> None:
         with self.state.lock:
+            self.state.in_flight += 1
+            self.state.most_in_flight = max(self.state.most_in_flight, self.state.in_flight)
+        try:
+            self._handle_notification(body)
+        finally:
+            with self.state.lock:
+                self.state.in_flight -= 1
+
+    def _handle_notification(self, body: dict[str, Any]) -> None:
+        with self.state.lock:
             self.state.attempts += 1
             mode, stall_s = self.state.mode, self.state.stall_s
         if mode == "fail":
@@ -95,6 +107,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # socketserver's 5 drops bursts of connections; servers keep more
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A caller that gave up on a stalled answer is expected here, not an error."""
 

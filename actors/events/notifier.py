@@ -9,6 +9,7 @@ is not notified twice.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import httpx
@@ -31,6 +32,8 @@ class NotifierPolicy:
         attempts: tries per delivery.
         backoff_s: the first backoff's upper bound; it doubles per try (full jitter).
         backoff_max_s: the largest backoff.
+        concurrency: deliveries in flight at once; a batch of events never opens more
+            connections than this to the provider.
     """
 
     url: str
@@ -38,6 +41,7 @@ class NotifierPolicy:
     attempts: int = 4
     backoff_s: float = 0.2
     backoff_max_s: float = 5.0
+    concurrency: int = 8
 
 
 class HttpNotificationProvider:
@@ -49,6 +53,7 @@ class HttpNotificationProvider:
         self._client = client
         self._breaker = breaker
         self._policy = policy
+        self._slots = asyncio.Semaphore(policy.concurrency)
 
     async def send(self, notification: Notification) -> None:
         """Deliver one notification.
@@ -58,6 +63,10 @@ class HttpNotificationProvider:
             ProviderError: every try failed.
             ProviderRejectedError: the provider refused it.
         """
+        async with self._slots:
+            await self._send(notification)
+
+    async def _send(self, notification: Notification) -> None:
         p = self._policy
         retrying = AsyncRetrying(
             stop=stop_after_attempt(p.attempts),

@@ -130,3 +130,18 @@ async def test_each_confirmed_order_is_notified_once_through_an_outage(
         await drain(relay)  # and a redelivery of everything changes nothing
     confirmed = {str(e.id) for e in events if e.type == "OrderConfirmed"}
     assert set(sim.records()) == confirmed
+
+
+async def test_a_batch_never_has_more_calls_in_flight_than_the_notifier_allows(
+    isolated: Connections, sim: ProviderSim
+) -> None:
+    await reset_bus(isolated)
+    sim.set_mode("stall", stall_s=0.05)  # every call takes a while: they would overlap
+    policy = NotifierPolicy(sim.url, timeout_s=2, attempts=1, concurrency=3)
+    relaxed = BreakerPolicy(slow_call_s=1.0)
+    events = [order_event("OrderConfirmed", uuid.uuid4(), "CONFIRMED") for _ in range(20)]
+    async with httpx.AsyncClient() as http:
+        provider = HttpNotificationProvider(http, breaker(isolated, "inflight", relaxed), policy)
+        await asyncio.gather(*(provider.send(n) for n in notifications(events)))
+    assert len(sim.records()) == 20
+    assert sim.state.most_in_flight == 3
