@@ -45,7 +45,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"{}")
+        data = self.rfile.read(length)
+        if len(data) < length:  # the caller died or gave up mid-request: nothing to record
+            raise ConnectionError("the request's body never arrived")
+        return json.loads(data or b"{}")
 
     def do_GET(self) -> None:
         if self.path != "/notifications":

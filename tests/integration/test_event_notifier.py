@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -145,3 +147,18 @@ async def test_a_batch_never_has_more_calls_in_flight_than_the_notifier_allows(
         await asyncio.gather(*(provider.send(n) for n in notifications(events)))
     assert len(sim.records()) == 20
     assert sim.state.most_in_flight == 3
+
+
+def test_the_simulator_records_nothing_of_a_request_whose_body_never_came(
+    sim: ProviderSim,
+) -> None:
+    host, port = sim.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as conn:  # a caller killed mid-request
+        conn.sendall(
+            b"POST /notifications HTTP/1.1\r\nHost: sim\r\nIdempotency-Key: k1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 60\r\n\r\n"
+        )
+    deadline = time.monotonic() + 2
+    while sim.state.attempts == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # it may not even count as an attempt; give it the chance
+    assert sim.records() == {}
