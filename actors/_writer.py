@@ -266,7 +266,8 @@ class ShardWriter(ABC, Generic[K, E, C]):
             outcomes = self._decide_all(batch, todo, results, draft, prior)
             if outcomes is None:
                 return False  # decided without those: decide the rest again, cleanly
-            recorded = await uow.operations.record(_records(batch, outcomes, draft))
+            records = _records(batch, outcomes, draft)
+            recorded = await uow.operations.record(records, draft.events)
             if not draft.fenced <= recorded:
                 return False  # recorded meanwhile by another writer: decide again
             repeated = [i for i in todo if batch[i].op.key not in recorded]
@@ -278,7 +279,6 @@ class ShardWriter(ABC, Generic[K, E, C]):
                 return False  # roll back; the others go again without the repeats
             created, updated = self._versioned(draft)
             stored_entities = await self.store(uow, created, updated, draft.rows)
-            await uow.outbox.append(draft.events)
             await uow.commit()
         WRITE_BATCH.labels(self.kind).observe(len(todo))
         for entity in stored_entities:

@@ -107,14 +107,14 @@ class _Accepted:
     records: list[OperationRecord] = field(default_factory=list)
 
     async def store(self, uow: UnitOfWork) -> None:
-        recorded = await uow.operations.record(self.records)
+        events = [e for c in self.openings for e in c.events]
+        recorded = await uow.operations.record(self.records, events)
         if len(recorded) != len(self.records):
             raise StaleWriteError("operations recorded meanwhile by another writer")
         await uow.orders.add_many(self.orders)
         await uow.orders.save_many([c.order for c in self.openings if c.order is not None])
         await uow.sagas.add_many([c.saga for c in self.openings])
         await uow.sagas.append_log([e for c in self.openings for e in c.log])
-        await uow.outbox.append([e for c in self.openings for e in c.events])
 
 
 class OrchestratorService:

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from storage._tables import ledger_entries, operations, wallets
 from storage._translate import translated
 from storage.errors import StaleWriteError
-from storage.records import LedgerEntryRecord, OperationRecord, WalletRecord
+from storage.outbox import APPEND_SQL, SqlOutbox, append_params
+from storage.records import EventRecord, LedgerEntryRecord, OperationRecord, WalletRecord
 
 _WALLET = (wallets.c.user_id, wallets.c.balance, wallets.c.version, wallets.c.updated_at)
 _ENTRY = (
@@ -53,15 +54,16 @@ _APPEND_ENTRIES = text(
                          CAST(:kinds AS text[]), CAST(:references AS text[]))
     """
 )
-_RECORD_OPERATIONS = text(
-    """
+_RECORD_SQL = """
     INSERT INTO operations (key, fingerprint, outcome)
     SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:fingerprints AS text[]),
                          CAST(:outcomes AS text[]))
     ON CONFLICT (key) DO NOTHING
     RETURNING key
-    """
-)
+"""
+_RECORD_OPERATIONS = text(_RECORD_SQL)
+# The same, with the events of their effects written to the outbox by the same statement.
+_RECORD_WITH_EVENTS = text(f"WITH events AS ({APPEND_SQL}) {_RECORD_SQL}")
 
 
 def _wallet(row: Any) -> WalletRecord:
@@ -159,17 +161,30 @@ class SqlOperationLog:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def record(self, operations: Sequence[OperationRecord]) -> set[str]:
-        """Record the operations whose keys are new; return the keys this call recorded."""
+    async def record(
+        self, operations: Sequence[OperationRecord], events: Sequence[EventRecord] = ()
+    ) -> set[str]:
+        """Record the operations whose keys are new; return the keys this call recorded.
+
+        ``events`` (those the operations' effects publish) go to the outbox in the same
+        statement, a round trip less per group commit; known event ids are skipped. The
+        caller's transaction decides whether both stay.
+        """
         if not operations:
+            if events:
+                await SqlOutbox(self._conn).append(events)
             return set()
-        params = {
+        params: dict[str, Any] = {
             "keys": [o.key for o in operations],
             "fingerprints": [o.fingerprint for o in operations],
             "outcomes": [o.outcome for o in operations],
         }
+        statement = _RECORD_OPERATIONS
+        if events:
+            params |= append_params(events)
+            statement = _RECORD_WITH_EVENTS
         async with translated():
-            rows = (await self._conn.execute(_RECORD_OPERATIONS, params)).all()
+            rows = (await self._conn.execute(statement, params)).all()
         return {r[0] for r in rows}
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, OperationRecord]:

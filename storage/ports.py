@@ -118,8 +118,14 @@ class LedgerRepository(Protocol):
 class OperationLog(Protocol):
     """Outcomes of applied commands by idempotency key, written with their effects."""
 
-    async def record(self, operations: Sequence[OperationRecord]) -> set[str]:
-        """Record the operations whose keys are new; return the keys this call recorded."""
+    async def record(
+        self, operations: Sequence[OperationRecord], events: Sequence[EventRecord] = ()
+    ) -> set[str]:
+        """Record the operations whose keys are new; return the keys this call recorded.
+
+        ``events``, those the operations' effects publish, are appended to the outbox with
+        them (known ids skipped); the transaction decides whether both stay.
+        """
         ...
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, OperationRecord]:

@@ -197,10 +197,14 @@ def _seq(entry: LedgerEntryRecord) -> int:
 
 
 class FakeOperationLog:
-    def __init__(self, rows: dict[str, OperationRecord]) -> None:
+    def __init__(self, rows: dict[str, OperationRecord], outbox: FakeOutbox) -> None:
         self._rows = rows
+        self._outbox = outbox
 
-    async def record(self, operations: Sequence[OperationRecord]) -> set[str]:
+    async def record(
+        self, operations: Sequence[OperationRecord], events: Sequence[EventRecord] = ()
+    ) -> set[str]:
+        await self._outbox.append(events)
         recorded = set()
         for operation in operations:
             if operation.key not in self._rows:  # ON CONFLICT (key) DO NOTHING
@@ -629,7 +633,8 @@ class FakeUnitOfWork:
         self.products = FakeProductRepository(staged.products)
         self.wallets = FakeWalletRepository(staged.wallets, staged.users)
         self.ledger = FakeLedgerRepository(staged.ledger, staged.wallets, staged.ledger_seq)
-        self.operations = FakeOperationLog(staged.operations)
+        self.outbox = FakeOutbox(staged.outbox)
+        self.operations = FakeOperationLog(staged.operations, self.outbox)
         self.users = FakeUserRepository(staged.users, staged.mfa, staged.recovery_codes)
         self.sessions = FakeSessionRepository(staged.sessions, staged.users)
         self.refresh_tokens = FakeRefreshTokenRepository(staged.refresh_tokens, staged.sessions)
@@ -637,7 +642,6 @@ class FakeUnitOfWork:
         self.audit = FakeAuditLog(staged.audit)
         self.orders = FakeOrderRepository(staged.orders)
         self.sagas = FakeSagaRepository(staged.sagas, staged.saga_log, staged.log_seq)
-        self.outbox = FakeOutbox(staged.outbox)
         self.order_views = FakeOrderViewRepository(staged.order_views, staged.product_sales)
         self.dead_letters = FakeDeadLetterRepository(staged.dead_letters, staged.outbox)
         return self

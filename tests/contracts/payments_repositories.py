@@ -14,7 +14,7 @@ import pytest
 
 from storage.errors import ConflictError, StaleWriteError
 from storage.ports import UnitOfWorkFactory
-from storage.records import LedgerEntryRecord, OperationRecord, WalletRecord
+from storage.records import EventRecord, LedgerEntryRecord, OperationRecord, WalletRecord
 from tests.contracts.auth_repositories import user
 
 LATER = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
@@ -361,6 +361,25 @@ class OperationLogContract:
         async with uow() as tx:
             assert await tx.operations.get_many([key]) == {}
             assert await tx.operations.record([operation]) == {key}
+
+    async def stored_events(self, uow: UnitOfWorkFactory, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``ids`` the outbox holds (each backend's test class reads its own)."""
+        raise NotImplementedError
+
+    async def test_events_are_written_with_their_operations_and_roll_back_with_them(
+        self, uow: UnitOfWorkFactory, key: str
+    ) -> None:
+        def event() -> EventRecord:
+            return EventRecord(uuid.uuid4(), "StockRestocked", key, "trace", "{}", LATER)
+
+        kept, dropped = event(), event()
+        async with uow() as tx:  # never committed
+            await tx.operations.record([OperationRecord(f"{key}:x", "a" * 64, "{}")], [dropped])
+        async with uow() as tx:
+            operation = OperationRecord(key, "a" * 64, '{"value":1}')
+            assert await tx.operations.record([operation], [kept]) == {key}
+            await tx.commit()
+        assert await self.stored_events(uow, [kept.id, dropped.id]) == {kept.id}
 
     async def test_recording_nothing_records_nothing(self, uow: UnitOfWorkFactory) -> None:
         async with uow() as tx:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from uuid import UUID
+
 import pytest
+from sqlalchemy import text
 
 from storage.connections import Connections
+from storage.ports import UnitOfWorkFactory
 from storage.products import SqlUnitOfWorkFactory
 from tests.contracts.payments_repositories import (
     LedgerRepositoryContract,
@@ -25,4 +29,11 @@ class TestSqlLedgerRepository(LedgerRepositoryContract):
 
 
 class TestSqlOperationLog(OperationLogContract):
-    pass
+    @pytest.fixture(autouse=True)
+    def _database(self, connections: Connections) -> None:
+        self.connections = connections
+
+    async def stored_events(self, uow: UnitOfWorkFactory, ids: list[UUID]) -> set[UUID]:
+        query = text("SELECT id FROM outbox WHERE id = ANY(:ids)")
+        async with self.connections.engine.connect() as conn:
+            return set((await conn.execute(query, {"ids": ids})).scalars())

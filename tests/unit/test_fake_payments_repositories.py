@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from uuid import UUID
+
 import pytest
 
+from storage.ports import UnitOfWorkFactory
 from tests.contracts.payments_repositories import (
     LedgerRepositoryContract,
     OperationLogContract,
@@ -24,7 +27,9 @@ class TestFakeLedgerRepository(LedgerRepositoryContract):
 
 
 class TestFakeOperationLog(OperationLogContract):
-    pass
+    async def stored_events(self, uow: UnitOfWorkFactory, ids: list[UUID]) -> set[UUID]:
+        assert isinstance(uow, FakeUnitOfWorkFactory)
+        return set(ids) & set(uow.tables.outbox)
 
 
 def test_factory_keeps_the_payments_tables_beside_the_others() -> None:
