@@ -21,8 +21,10 @@ import httpx
 import ray
 from ray import serve
 from ray._private import ray_constants
+from ray.exceptions import ActorUnavailableError
 from ray.serve.config import BackpressureConfig
 from ray.serve.schema import LoggingConfig
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 import actors
 import sagas
@@ -208,7 +210,7 @@ def _hand_over(settings: Settings, shards: ShardSet, running: list[Any], release
     Every old shard is retired first (it stops taking commands and commits what it queued),
     then removed; only then do new shards start. Until they answer, the gateway retries.
     """
-    infos: list[ShardInfo] = ray.get([h.info.remote() for h in running], timeout=120)
+    infos = shard_infos(running, 120)
     wanted = len(running) == shards.layout.shards and all(
         i.release == release and i.shards == shards.layout.shards and not i.retired for i in infos
     )
@@ -345,8 +347,20 @@ def ensure_admin(settings: Settings, timeout_s: float = 60) -> str | None:
 
 
 def shard_infos(handles: list[Any], timeout_s: float = 30.0) -> list[ShardInfo]:
-    """Every shard's identity; waits until each has loaded its rows."""
-    infos: list[ShardInfo] = ray.get([h.info.remote() for h in handles], timeout=timeout_s)
+    """Every shard's identity; waits until each has loaded its rows.
+
+    A shard Ray is restarting (its process was killed) answers ``ActorUnavailableError``
+    at once; it is asked again until it is back, within ``timeout_s``.
+    """
+    retrying = Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(0.5),
+        retry=retry_if_exception_type(ActorUnavailableError),
+        reraise=True,
+    )
+    infos: list[ShardInfo] = retrying(
+        lambda: ray.get([h.info.remote() for h in handles], timeout=timeout_s)
+    )
     return infos
 
 
