@@ -156,8 +156,9 @@ class ShardSet:
 def shard_sets(settings: Settings, stack: LocalStack) -> list[ShardSet]:
     """The shard kinds of a deployment."""
     conn = connection_config(settings, stack)
-    # A failed batch of an inventory or wallet shard is sent again by the gateway's router,
-    # so these shards skip the pool's ping: one round trip less per group commit.
+    # The inventory and wallet writers go once more on a fresh connection when PostgreSQL
+    # dropped theirs (and the gateway's router retries beyond that), so they skip the
+    # pool's ping: one round trip less per group commit.
     writer = dataclasses.replace(conn, pre_ping=False)
     return [
         ShardSet(

@@ -105,7 +105,7 @@ class EventWorker:
                     await asyncio.sleep(p.linger_ms / 1000)  # let the next batch fill up
             except (StorageError, OSError) as exc:
                 log.warning("worker_step_failed", group=self.group, error=repr(exc))
-                await asyncio.sleep(self._policy.pause_s)
+                await asyncio.sleep(p.pause_s)
 
     async def step(self) -> int:
         """Handle one batch; returns how many entries it took."""
