@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from storage._tables import ledger_entries, operations, wallets
 from storage._translate import translated
 from storage.errors import StaleWriteError
-from storage.outbox import APPEND_SQL, SqlOutbox, append_params
+from storage.outbox import APPEND_SQL, append_params
 from storage.records import EventRecord, LedgerEntryRecord, OperationRecord, WalletRecord
 
 _WALLET = (wallets.c.user_id, wallets.c.balance, wallets.c.version, wallets.c.updated_at)
@@ -170,9 +170,7 @@ class SqlOperationLog:
         statement, a round trip less per group commit; known event ids are skipped. The
         caller's transaction decides whether both stay.
         """
-        if not operations:
-            if events:
-                await SqlOutbox(self._conn).append(events)
+        if not operations and not events:
             return set()
         params: dict[str, Any] = {
             "keys": [o.key for o in operations],

@@ -381,6 +381,15 @@ class OperationLogContract:
             await tx.commit()
         assert await self.stored_events(uow, [kept.id, dropped.id]) == {kept.id}
 
+    async def test_events_without_operations_are_still_written(
+        self, uow: UnitOfWorkFactory, key: str
+    ) -> None:
+        alone = EventRecord(uuid.uuid4(), "StockRestocked", key, "trace", "{}", LATER)
+        async with uow() as tx:
+            assert await tx.operations.record([], [alone]) == set()
+            await tx.commit()
+        assert await self.stored_events(uow, [alone.id]) == {alone.id}
+
     async def test_recording_nothing_records_nothing(self, uow: UnitOfWorkFactory) -> None:
         async with uow() as tx:
             assert await tx.operations.record([]) == set()
